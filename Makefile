@@ -1,0 +1,29 @@
+# Two entry points (see README): `make report` runs the suite, `make test` runs the tests.
+# Both build .venv from the pinned requirements.txt on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FIDELITY ?= count
+
+.PHONY: report test check clean-venv
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+report: $(VENV)/.installed
+	$(PY) run_all.py --fidelity $(FIDELITY)
+
+# pytest exits 5 when it collects no tests; make treats any non-zero exit as failure,
+# so an empty test run cannot pass silently.
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+	$(PY) run_all.py --tables 1,9 --fidelity count --check
+
+check: $(VENV)/.installed
+	$(PY) run_all.py --fidelity count --check
+
+clean-venv:
+	rm -rf $(VENV)

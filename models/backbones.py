@@ -1,0 +1,126 @@
+"""Backbones: ResNet, stand-alone self-attention ResNets and Axial-ResNets (paper Sec. 3.2, 4.1).
+
+All are ResNet-50-shaped (blocks 3, 4, 6, 3, stride in the first block of
+stages 2-4) and differ in the bottleneck's spatial operator, bottleneck widths
+and stem:
+
+| family      | spatial operator            | widths W (x multiplier) | block output | stem |
+|-------------|-----------------------------|-------------------------|--------------|------|
+| `resnet`    | 3x3 conv [30]               | 64, 128, 256, 512       | 4W           | 7x7 conv + max-pool |
+| `attention` | 7x7 local attention [63]    | 64, 128, 256, 512       | 4W           | 7x7 conv + max-pool |
+| `axial`     | height + width axial layers | 128, 256, 512, 1024     | 2W           | 7x7 conv + max-pool ("conv-stem"), or three axial blocks ("Full") |
+
+Axial widths: "we set d_in = 128, d_out = 2 d_q = 16 for the first stage after
+the 'stem'. We double them when spatial resolution is reduced ... we multiply all
+the channels by 0.5, 0.75, and 2, resulting in Axial-ResNet-{S, M, XL}" (Sec. 4.1).
+The multiplier scales every channel count, the stem's included.
+
+Full Axial-ResNet (Sec. 3.2, 4.1): "replacing the 'stem' with three
+axial-attention blocks where the first block has stride 2", span m = 15 in all
+blocks.  Assumed here (not stated in the paper): stem blocks of width 64 and
+output 128 (times the multiplier), followed by the 3x3 stride-2 max-pool, so the
+first stage runs at 56 x 56 as in the conv-stem model.  See README "Assumptions".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from models.blocks import AxialAttentionOp, LocalAttentionOp, bottleneck_block, conv3x3, conv_bn
+
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+FAMILIES = ("resnet", "attention", "axial")
+STEMS = ("conv7x7", "axial")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything that defines a backbone; presets are instances of this."""
+
+    family: str
+    width_multiplier: float = 1.0
+    depth: int = 50
+    stem: str = "conv7x7"
+    # Axial family: span m (None = global) of every axial layer.
+    span: int | None = None
+    # Attention families: the paper's "PS" and "BN" columns.
+    position_sensitive: bool = True
+    attention_batch_norm: bool = True
+    # Local attention window m (7 in [63]).
+    window: int = 7
+    num_heads: int = 8
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown backbone family {self.family!r}; expected one of {FAMILIES}")
+        if self.stem not in STEMS:
+            raise ValueError(f"unknown stem {self.stem!r}; expected one of {STEMS}")
+        if self.depth not in STAGE_BLOCKS:
+            raise ValueError(f"unsupported depth {self.depth}; expected one of {sorted(STAGE_BLOCKS)}")
+        if self.stem == "axial" and self.family != "axial":
+            raise ValueError("the axial stem belongs to the axial family (Full Axial-ResNet)")
+
+    def channels(self, base: int) -> int:
+        return int(round(base * self.width_multiplier))
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        base = (128, 256, 512, 1024) if self.family == "axial" else (64, 128, 256, 512)
+        return tuple(self.channels(w) for w in base)
+
+    @property
+    def expansion(self) -> int:
+        return 2 if self.family == "axial" else 4
+
+    def spatial_op(self):
+        if self.family == "resnet":
+            return conv3x3
+        if self.family == "attention":
+            return LocalAttentionOp(
+                window=self.window,
+                num_heads=self.num_heads,
+                position_sensitive=self.position_sensitive,
+                use_batch_norm=self.attention_batch_norm,
+            )
+        return AxialAttentionOp(
+            span=self.span,
+            num_heads=self.num_heads,
+            position_sensitive=self.position_sensitive,
+            use_batch_norm=self.attention_batch_norm,
+        )
+
+
+def conv7x7_stem(x, channels: int):
+    """ResNet's stem: strided 7x7 convolution and 3x3 max-pooling (output stride 4)."""
+    x = conv_bn(x, channels, 7, strides=2, name="stem_conv")
+    return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+
+
+def axial_stem(x, spec: BackboneSpec):
+    """Full Axial-ResNet stem: three axial blocks, the first strided, then max-pool."""
+    spatial = spec.spatial_op()
+    width, out_channels = spec.channels(64), spec.channels(128)
+    for i in range(3):
+        x = bottleneck_block(x, width, out_channels, strides=2 if i == 0 else 1,
+                             spatial=spatial, name=f"stem_block{i + 1}")
+    return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+
+
+def build_backbone(inputs, spec: BackboneSpec) -> dict[str, keras.KerasTensor]:
+    """Builds the backbone on `inputs`; returns the endpoints stem, stage1 ... stage4."""
+    if spec.stem == "axial":
+        x = axial_stem(inputs, spec)
+    else:
+        x = conv7x7_stem(inputs, spec.channels(64))
+    endpoints = {"stem": x}
+    spatial = spec.spatial_op()
+    for stage, (width, blocks) in enumerate(zip(spec.stage_widths, STAGE_BLOCKS[spec.depth]), 1):
+        for block in range(blocks):
+            strides = 2 if stage > 1 and block == 0 else 1
+            x = bottleneck_block(x, width, width * spec.expansion, strides, spatial,
+                                 name=f"stage{stage}_block{block + 1}")
+        endpoints[f"stage{stage}"] = x
+    return endpoints

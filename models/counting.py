@@ -1,0 +1,170 @@
+"""Params and M-Adds of any model, by operation, without running it (paper Tab. 1-9 columns).
+
+The counting convention (README, "Counting convention") is one rule for every model:
+
+Params   trainable weights, except the BN scale/offset inside attention layers
+         (`attention_batch_norm`, reported in the breakdown but not in the total).
+         Position tables are what the layers carry: 509 rows per axial table,
+         m rows per axis for an m x m local window (models/layers/position.py).
+M-Adds   multiply-accumulates, for one image, of convolutions (depthwise too),
+         fully connected layers, the attention layers' qkv projections and their
+         attention products: each similarity term costs the key depth and each
+         retrieved term the value depth, per query and per key; a query has the
+         whole axis as keys (global span) or min(m, axis) (span m), m*m for
+         local m x m attention.  (An alternative charge for a local axial span,
+         2m - 1 keys, is available as `local_keys="blocked"` for comparison
+         only.)  BN, activations, softmax, pooling, resizing and
+         additions are not counted.  Feature grids are those of "same" padding:
+         ceil(size / stride).
+
+The model is built symbolically (keras.Input); nothing is evaluated.  Every
+layer that owns weights must be known here, so a new layer type cannot be
+silently counted as free.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import keras
+
+# Parameters listed in the breakdown but left out of the Params total.
+EXCLUDED_PARAMETERS = frozenset({"attention_batch_norm"})
+
+# Layers with no multiply-accumulates under the convention (and no weights, or only BN).
+FREE_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.BatchNormalization,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.Add,
+    keras.layers.Concatenate,
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.UpSampling2D,
+    keras.layers.Resizing,
+    keras.layers.Identity,
+)
+
+
+@dataclass
+class Counts:
+    """Params and M-Adds of one model at one input size, with per-op and per-stage breakdowns."""
+
+    params: int
+    madds: int
+    params_by_op: dict[str, int] = field(default_factory=dict)
+    madds_by_op: dict[str, int] = field(default_factory=dict)
+    madds_by_stage: dict[str, int] = field(default_factory=dict)
+    uncounted_params: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "params": self.params,
+            "madds": self.madds,
+            "params_by_op": dict(self.params_by_op),
+            "madds_by_op": dict(self.madds_by_op),
+            "madds_by_stage": dict(self.madds_by_stage),
+            "uncounted_params": self.uncounted_params,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Counts":
+        return cls(**data)
+
+
+def _shape(tensor) -> tuple:
+    return tuple(tensor.shape)
+
+
+def _weight_count(layer) -> int:
+    return int(sum(np.prod(w.shape) for w in layer.trainable_weights))
+
+
+def _conv_madds(layer, out_shape, in_channels) -> int:
+    kh, kw = layer.kernel_size
+    out_pixels = int(np.prod(out_shape[1:-1]))
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return out_pixels * kh * kw * in_channels * layer.depth_multiplier
+    groups = getattr(layer, "groups", 1)
+    return out_pixels * kh * kw * (in_channels // groups) * layer.filters
+
+
+LOCAL_KEYS = ("window", "blocked")
+
+
+def layer_counts(layer, local_keys: str = "window") -> tuple[dict[str, int], dict[str, int]]:
+    """(params by op, M-Adds by op) of one layer inside a built functional model."""
+    if hasattr(layer, "count_madds"):
+        return layer.parameter_breakdown(), layer.count_madds(_shape(layer.input), local_keys)
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        in_shape, out_shape = _shape(layer.input), _shape(layer.output)
+        out_pixels = int(np.prod(out_shape[1:-1]))
+        kh, kw = layer.kernel_size
+        depthwise = out_pixels * kh * kw * in_shape[-1] * layer.depth_multiplier
+        pointwise = out_pixels * in_shape[-1] * layer.depth_multiplier * layer.filters
+        return {"conv": _weight_count(layer)}, {"depthwise_conv": depthwise, "conv": pointwise}
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        madds = _conv_madds(layer, _shape(layer.output), _shape(layer.input)[-1])
+        return {"depthwise_conv": _weight_count(layer)}, {"depthwise_conv": madds}
+    if isinstance(layer, keras.layers.Conv2D):
+        madds = _conv_madds(layer, _shape(layer.output), _shape(layer.input)[-1])
+        return {"conv": _weight_count(layer)}, {"conv": madds}
+    if isinstance(layer, keras.layers.Dense):
+        in_shape = _shape(layer.input)
+        positions = int(np.prod(in_shape[1:-1])) if len(in_shape) > 2 else 1
+        return {"fc": _weight_count(layer)}, {"fc": positions * in_shape[-1] * layer.units}
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return {"batch_norm": _weight_count(layer)}, {}
+    if isinstance(layer, FREE_LAYERS):
+        if _weight_count(layer):
+            raise TypeError(f"layer {layer.name} ({type(layer).__name__}) has weights but no counting rule")
+        return {}, {}
+    if isinstance(layer, keras.Model):
+        raise TypeError(f"nested model {layer.name}: count a flat functional model")
+    raise TypeError(
+        f"no counting rule for layer {layer.name} ({type(layer).__name__}); "
+        "add one to models/counting.py"
+    )
+
+
+def stage_of(layer_name: str) -> str:
+    """Stage label from the naming scheme `<stage>_<block>_<op>` (e.g. stage2_block1_conv1)."""
+    return layer_name.split("_", 1)[0]
+
+
+def count(model: keras.Model, local_keys: str = "window") -> Counts:
+    """Counts Params and M-Adds of a built functional model (per image).
+
+    `local_keys` selects how a local axial span m is charged: "window" (the
+    convention: m keys per query) or "blocked" (2m - 1, the alternative that
+    the reproduction notes quote for comparison; see AxialAttention).
+    """
+    if local_keys not in LOCAL_KEYS:
+        raise ValueError(f"local_keys must be one of {LOCAL_KEYS}, got {local_keys!r}")
+    params_by_op: Counter = Counter()
+    madds_by_op: Counter = Counter()
+    madds_by_stage: Counter = Counter()
+    for layer in model.layers:
+        params, madds = layer_counts(layer, local_keys)
+        params_by_op.update(params)
+        madds_by_op.update(madds)
+        madds_by_stage[stage_of(layer.name)] += sum(madds.values())
+    counted = sum(v for k, v in params_by_op.items() if k not in EXCLUDED_PARAMETERS)
+    total_weights = sum(_weight_count(layer) for layer in model.layers)
+    if sum(params_by_op.values()) != total_weights:
+        raise AssertionError(
+            f"{model.name}: per-op parameters ({sum(params_by_op.values())}) do not add up to the "
+            f"model's trainable weights ({total_weights})"
+        )
+    return Counts(
+        params=int(counted),
+        madds=int(sum(madds_by_op.values())),
+        params_by_op=dict(sorted(params_by_op.items())),
+        madds_by_op=dict(sorted(madds_by_op.items())),
+        madds_by_stage={k: int(v) for k, v in madds_by_stage.items() if v},
+        uncounted_params=int(total_weights - counted),
+    )

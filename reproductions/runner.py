@@ -1,0 +1,332 @@
+"""The shared machinery every reproduction uses: measure, compare with the paper, write.
+
+A reproduction script only declares a `TableSpec`: which paper rows exist, which
+preset measures each, and why a row has no model.  This module
+
+- reads the paper's numbers from reported/table<N>.csv (data, never code);
+- measures counts (fidelity "count") with models/counting.py, cached on disk
+  under .cache/counts/ keyed by the preset, the model code and the library
+  versions, so re-runs are instant and a model change is never served stale;
+- compares each cell with the paper (status per cell, see `cell_status`);
+- writes tables/table<N>.csv (long form) and tables/table<N>.md atomically.
+
+Statuses: match (rounds to the printed value), within_tolerance (M-Adds within
+2 %), off (outside: a finding if recorded in reproductions/findings.csv),
+not_measured (a metric this fidelity cannot measure), reported_only (a paper
+row with no model in this suite; the note says why).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTED_DIR = ROOT / "reported"
+TABLES_DIR = ROOT / "tables"
+FIGURES_DIR = ROOT / "figures"
+CACHE_DIR = ROOT / ".cache" / "counts"
+GOLDEN_FILE = ROOT / "reproductions" / "golden_counts.json"
+FINDINGS_FILE = ROOT / "reproductions" / "findings.csv"
+
+FIDELITIES = ("count", "proxy", "full")
+COUNT_METRICS = {"Params", "M-Adds"}
+UNIT_SCALE = {"M": 1e6, "B": 1e9, "T": 1e12}
+# Relative tolerance of M-Adds cells against the paper (issue acceptance: 2 %).
+# Params cells must round to the printed value.
+MADDS_TOLERANCE = 0.02
+COLUMNS = ["table", "row", "metric", "unit", "reported", "measured", "fidelity", "delta",
+           "rel_delta", "status", "note"]
+
+
+class ReproductionError(RuntimeError):
+    """A problem the user must fix (bad input, missing file); printed as one line."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One paper row: the preset that measures it, or why there is none."""
+
+    row: str
+    preset: str | None = None
+    reason: str = ""
+
+    def __post_init__(self):
+        if (self.preset is None) == (not self.reason):
+            raise ValueError(f"row {self.row!r}: give a preset or a reason, not both or neither")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What a reproduction measures for one paper table."""
+
+    table: int
+    title: str
+    rows: tuple[Row, ...]
+    fidelities: tuple[str, ...] = ("count",)
+    # Metrics of the paper's table that count fidelity cannot measure get this note.
+    not_measured_note: str = "accuracy: needs the proxy or full fidelity (not run)"
+    extra_notes: dict = field(default_factory=dict)
+
+    @property
+    def presets(self) -> list[str]:
+        return [r.preset for r in self.rows if r.preset]
+
+
+# --- the paper's numbers ---------------------------------------------------------------------
+
+def load_reported(table: int) -> pd.DataFrame:
+    path = REPORTED_DIR / f"table{table}.csv"
+    if not path.exists():
+        raise ReproductionError(f"missing reported numbers: {path.relative_to(ROOT)}")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def load_findings() -> dict[tuple[int, str, str], str]:
+    if not FINDINGS_FILE.exists():
+        return {}
+    with FINDINGS_FILE.open(newline="") as f:
+        return {(int(r["table"]), r["row"], r["metric"]): r["finding"] for r in csv.DictReader(f)}
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+def _code_fingerprint() -> str:
+    """Hash of the model code and library versions: any change invalidates cached counts."""
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256(f"keras={keras.__version__};tf={tf.__version__}".encode())
+    for path in sorted((ROOT / "models").rglob("*.py")):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_FINGERPRINT: str | None = None
+
+
+def measure_counts(preset_name: str, local_keys: str = "window") -> dict:
+    """Counts of a preset at its paper input size, from the cache when the code is unchanged."""
+    from models import counting, presets
+
+    global _FINGERPRINT
+    preset = presets.get(preset_name)
+    if _FINGERPRINT is None:
+        _FINGERPRINT = _code_fingerprint()
+    key = hashlib.sha256(f"{preset!r}|{local_keys}|{_FINGERPRINT}".encode()).hexdigest()[:20]
+    cache_file = CACHE_DIR / f"{preset_name}-{key}.json"
+    if cache_file.exists():
+        return json.loads(cache_file.read_text())
+    import keras
+
+    keras.backend.clear_session()
+    result = counting.count(preset.build(), local_keys=local_keys).to_dict()
+    result["input_size"] = list(preset.input_size)
+    write_atomic(cache_file, json.dumps(result, indent=1))
+    return result
+
+
+def measure_all(presets_needed: list[str], progress: bool = True) -> dict[str, dict]:
+    from tqdm import tqdm
+
+    unique = list(dict.fromkeys(presets_needed))
+    results = {}
+    bar = tqdm(unique, desc="counting presets", unit="model", disable=not progress, file=sys.stderr)
+    for name in bar:
+        bar.set_postfix_str(name)
+        results[name] = measure_counts(name)
+    return results
+
+
+# --- comparing ------------------------------------------------------------------------------
+
+def decimals(printed: str) -> int:
+    return len(printed.split(".")[1]) if "." in printed else 0
+
+
+def rounds_to(measured: float, printed: str) -> bool:
+    quantum = Decimal(1).scaleb(-decimals(printed))
+    return Decimal(repr(measured)).quantize(quantum, rounding=ROUND_HALF_UP) == Decimal(printed)
+
+
+def cell_status(metric: str, printed: str, measured: float) -> str:
+    if rounds_to(measured, printed):
+        return "match"
+    rel = abs(measured - float(printed)) / float(printed)
+    if metric == "M-Adds" and rel <= MADDS_TOLERANCE:
+        return "within_tolerance"
+    return "off"
+
+
+def in_unit(counts: dict, metric: str, unit: str) -> float:
+    value = counts["params"] if metric == "Params" else counts["madds"]
+    return value / UNIT_SCALE[unit]
+
+
+def build_table(spec: TableSpec, fidelity: str, counts: dict[str, dict],
+                alternative_counts: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Long-form table: one line per paper row and metric."""
+    reported = load_reported(spec.table)
+    rows = {r.row: r for r in spec.rows}
+    unknown = set(rows) - set(reported["row"])
+    if unknown:
+        raise ReproductionError(f"table {spec.table}: rows not in the paper's table: {sorted(unknown)}")
+    findings = load_findings()
+    out = []
+    for _, cell in reported.iterrows():
+        row = rows.get(cell["row"])
+        line = {"table": spec.table, "row": cell["row"], "metric": cell["metric"],
+                "unit": cell["unit"], "reported": cell["value"], "measured": "",
+                "fidelity": fidelity, "delta": "", "rel_delta": "", "status": "", "note": cell["note"]}
+        notes = [cell["note"]] if cell["note"] else []
+        if row is None or row.preset is None:
+            line["status"] = "reported_only"
+            notes.append(row.reason if row else "no model for this row in the suite yet")
+        elif cell["metric"] not in COUNT_METRICS or fidelity != "count":
+            line["status"] = "not_measured"
+            notes.append(spec.not_measured_note)
+        elif cell["value"] == "":
+            line["status"] = "not_measured"
+        else:
+            measured = in_unit(counts[row.preset], cell["metric"], cell["unit"])
+            printed = cell["value"]
+            line["measured"] = f"{measured:.4f}"
+            line["delta"] = f"{measured - float(printed):+.4f}"
+            line["rel_delta"] = f"{(measured - float(printed)) / float(printed):+.4f}"
+            line["status"] = cell_status(cell["metric"], printed, measured)
+            notes.append(f"preset {row.preset}")
+            finding = findings.get((spec.table, cell["row"], cell["metric"]))
+            if finding and line["status"] == "off":
+                notes.append(f"finding: {finding}")
+            alt = (alternative_counts or {}).get(row.preset)
+            if alt and cell["metric"] == "M-Adds" and alt["madds"] != counts[row.preset]["madds"]:
+                notes.append(
+                    f"with 2m-1 keys per local query (blocked local attention) it would be "
+                    f"{in_unit(alt, 'M-Adds', cell['unit']):.2f} {cell['unit']}"
+                )
+        line["note"] = "; ".join(n for n in notes if n)
+        out.append(line)
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def mean_abs_rel_error(df: pd.DataFrame, metric: str) -> float | None:
+    cells = df[(df["metric"] == metric) & (df["rel_delta"] != "")]
+    if cells.empty:
+        return None
+    return float(cells["rel_delta"].astype(float).abs().mean())
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def to_markdown(df: pd.DataFrame, spec: TableSpec) -> str:
+    lines = [f"# Table {spec.table}: {spec.title}", "",
+             f"Fidelity: {', '.join(sorted(set(df['fidelity'])))}. "
+             "Reported = the paper's printed value; measured = this suite's code. "
+             "Generated by `python run_all.py`; do not edit.", ""]
+    for metric in ("Params", "M-Adds"):
+        err = mean_abs_rel_error(df, metric)
+        if err is not None:
+            lines.append(f"- Mean absolute relative error, {metric}: {100 * err:.2f} %")
+    counts = df["status"].value_counts()
+    lines.append("- Cells by status: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines += ["", "| " + " | ".join(COLUMNS[1:]) + " |", "|" + "---|" * (len(COLUMNS) - 1)]
+    for _, r in df.iterrows():
+        cells = [str(r[c]).replace("|", "\\|") for c in COLUMNS[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, spec: TableSpec) -> tuple[Path, Path]:
+    csv_path = TABLES_DIR / f"table{spec.table}.csv"
+    md_path = TABLES_DIR / f"table{spec.table}.md"
+    write_atomic(csv_path, df.to_csv(index=False))
+    write_atomic(md_path, to_markdown(df, spec))
+    return csv_path, md_path
+
+
+def uses_local_axial_span(preset_name: str) -> bool:
+    from models import presets
+
+    backbone = presets.get(preset_name).backbone
+    return backbone.family == "axial" and backbone.span is not None
+
+
+def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True) -> pd.DataFrame:
+    """Measure, compare and write one table; returns the long-form frame."""
+    if fidelity not in spec.fidelities:
+        raise ReproductionError(
+            f"table {spec.table} supports fidelity {', '.join(spec.fidelities)} so far, not {fidelity!r}"
+        )
+    counts = measure_all(spec.presets, progress=progress)
+    alternative = {p: measure_counts(p, local_keys="blocked")
+                   for p in spec.presets if uses_local_axial_span(p)}
+    df = build_table(spec, fidelity, counts, alternative)
+    write_table(df, spec)
+    return df
+
+
+# --- checking -------------------------------------------------------------------------------
+
+def load_golden() -> dict[str, dict]:
+    return json.loads(GOLDEN_FILE.read_text()) if GOLDEN_FILE.exists() else {}
+
+
+def update_golden(counts: dict[str, dict]) -> None:
+    golden = load_golden()
+    for name, c in counts.items():
+        golden[name] = {"params": c["params"], "madds": c["madds"]}
+    write_atomic(GOLDEN_FILE, json.dumps(dict(sorted(golden.items())), indent=1) + "\n")
+
+
+def check(tables: dict[int, pd.DataFrame], counts: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """(failures, known findings) of the CI comparison of counts."""
+    failures, known = [], []
+    golden = load_golden()
+    for name, c in sorted(counts.items()):
+        g = golden.get(name)
+        if g is None:
+            failures.append(f"preset {name}: no golden counts (run `python run_all.py --update-golden`)")
+        elif (g["params"], g["madds"]) != (c["params"], c["madds"]):
+            failures.append(
+                f"preset {name}: counts changed: params {g['params']} -> {c['params']}, "
+                f"M-Adds {g['madds']} -> {c['madds']} (update the golden file on purpose, "
+                "in the commit that changes the model)"
+            )
+    findings = load_findings()
+    for table, df in sorted(tables.items()):
+        for _, r in df.iterrows():
+            key = (table, r["row"], r["metric"])
+            cell = f"table {table} / {r['row']} / {r['metric']}"
+            if r["status"] == "off":
+                detail = f"measured {r['measured']} {r['unit']} vs paper {r['reported']} ({r['rel_delta']})"
+                if key in findings:
+                    known.append(f"{cell}: {detail}")
+                else:
+                    failures.append(f"{cell}: outside tolerance and not a recorded finding: {detail}")
+            elif key in findings:
+                failures.append(f"{cell}: recorded as a finding but now {r['status']}; "
+                                "remove it from reproductions/findings.csv")
+    return failures, known

@@ -1,0 +1,36 @@
+"""Tab. 9 (Appendix C): ImageNet results across width multipliers; the raw data of Fig. 3.
+
+Fidelity: count (Params, M-Adds at 224 x 224).  Top-1 needs proxy/full (not yet).
+Command:  python run_all.py --tables 9 --fidelity count [--check]
+Time:     about 30 s on 2 CPU cores without cache, under a second with it.
+Checks:   Params round to the printed value; M-Adds within 2 % (runner.MADDS_TOLERANCE).
+"""
+
+from reproductions.runner import Row, TableSpec, run_table
+
+SPEC = TableSpec(
+    table=9,
+    title="ImageNet validation set across widths (raw data of Fig. 3)",
+    rows=(
+        Row("ps-attention-w050", "ps-attention-resnet50-w0.5"),
+        Row("ps-attention-w075", "ps-attention-resnet50-w0.75"),
+        Row("ps-attention-w100", "ps-attention-resnet50-w1"),
+        Row("ps-attention-w125", "ps-attention-resnet50-w1.25"),
+        Row("ps-attention-w150", "ps-attention-resnet50-w1.5"),
+        Row("axial-conv-stem-w0375", "axial-resnet-conv-stem-w0.375"),
+        Row("axial-conv-stem-w050", "axial-resnet-conv-stem-w0.5"),
+        Row("axial-conv-stem-w075", "axial-resnet-conv-stem-w0.75"),
+        Row("axial-conv-stem-w100", "axial-resnet-conv-stem-w1"),
+        Row("full-axial-w050", "full-axial-resnet-w0.5"),
+        Row("full-axial-w075", "full-axial-resnet-w0.75"),
+        Row("full-axial-w100", "full-axial-resnet-w1"),
+    ),
+)
+
+
+def main(fidelity: str = "count"):
+    return run_table(SPEC, fidelity)
+
+
+if __name__ == "__main__":
+    print(main().to_string())

@@ -1,0 +1,128 @@
+"""Run the Axial-DeepLab reproduction suite.
+
+    python run_all.py                          # every available table and figure, count fidelity
+    python run_all.py --tables 1,9 --check     # two tables, then the CI comparison of counts
+    python run_all.py --tables 1 --fidelity count
+
+Writes tables/table<N>.csv (long form: table,row,metric,unit,reported,measured,
+fidelity,delta,rel_delta,status,note) and tables/table<N>.md, and with --figures
+(or when no --tables is given) the figures under figures/.  Counts are cached
+under .cache/counts/ and recomputed when the model code changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from reproductions import runner  # noqa: E402
+
+# Every paper table and what state its reproduction is in.
+TABLES = {n: f"reproductions.table{n}" for n in (1, 9)}
+PLANNED = {
+    2: "COCO val (issue #3)", 3: "COCO test-dev (issue #3)", 4: "Mapillary Vistas (issue #3)",
+    5: "Cityscapes val/test (issue #3)", 6: "attention variants (issue #3)",
+    7: "axial span (issue #3)", 8: "output stride and Axial-Decoder (issue #3)",
+}
+FIGURES = {3: "reproductions.figure3"}
+FIGURE_NEEDS = {3: (1, 9)}
+
+
+def parse_tables(text: str | None) -> list[int]:
+    if text is None:
+        return sorted(TABLES)
+    chosen = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not 1 <= int(part) <= 9:
+            raise runner.ReproductionError(f"unknown table {part!r}: the paper has tables 1-9")
+        n = int(part)
+        if n in PLANNED:
+            raise runner.ReproductionError(
+                f"table {n} ({PLANNED[n]}) has no reproduction yet; available: "
+                f"{', '.join(map(str, sorted(TABLES)))}"
+            )
+        chosen.append(n)
+    return sorted(set(chosen))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Reproduce the tables and figures of Axial-DeepLab (ECCV 2020): measured "
+                    "numbers next to the paper's, per cell, written to tables/ and figures/.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Fidelities: count = Params and M-Adds from the architecture (exact, seconds); "
+               "proxy = small offline training runs; full = the paper's datasets and recipes "
+               "(--data-dir). Only count is implemented so far.",
+    )
+    parser.add_argument("--tables", metavar="N[,N...]",
+                        help="paper tables to run, e.g. 1,9 (default: every available table)")
+    parser.add_argument("--figures", action="store_true",
+                        help="also draw the figures whose tables ran (default when --tables is absent)")
+    parser.add_argument("--fidelity", choices=runner.FIDELITIES, default="count",
+                        help="count (default), proxy or full")
+    parser.add_argument("--data-dir", help="root of the paper's datasets (full fidelity)")
+    parser.add_argument("--check", action="store_true",
+                        help="CI comparison: exit non-zero if a count differs from the golden "
+                             "counts or a cell is outside tolerance and not a recorded finding")
+    parser.add_argument("--update-golden", action="store_true",
+                        help="record the measured counts as reproductions/golden_counts.json "
+                             "(on purpose, in the commit that changes a model)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        tables = parse_tables(args.tables)
+        if args.fidelity != "count":
+            raise runner.ReproductionError(
+                f"fidelity {args.fidelity!r} is not implemented yet (training and evaluation land "
+                "with issues #4 and #5); use --fidelity count"
+            )
+        results = {}
+        for n in tables:
+            module = importlib.import_module(TABLES[n])
+            results[n] = runner.run_table(module.SPEC, args.fidelity, progress=not args.quiet)
+            df = results[n]
+            err = runner.mean_abs_rel_error(df, "M-Adds")
+            status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
+            print(f"table {n}: tables/table{n}.csv ({status}"
+                  + (f"; M-Adds mean |rel. error| {100 * err:.2f} %" if err is not None else "") + ")")
+        if args.figures or args.tables is None:
+            for fig, needs in FIGURE_NEEDS.items():
+                if all(t in results for t in needs):
+                    written = importlib.import_module(FIGURES[fig]).main(results)
+                    print(f"figure {fig}: " + ", ".join(str(p.relative_to(runner.ROOT)) for p in written))
+        counts = {p: runner.measure_counts(p) for n in tables
+                  for p in importlib.import_module(TABLES[n]).SPEC.presets}
+        if args.update_golden:
+            runner.update_golden(counts)
+            print(f"golden counts updated for {len(counts)} presets: "
+                  f"{runner.GOLDEN_FILE.relative_to(runner.ROOT)}")
+        if args.check:
+            failures, known = runner.check(results, counts)
+            for line in known:
+                print(f"known finding: {line}")
+            for line in failures:
+                print(f"CHECK FAILED: {line}", file=sys.stderr)
+            if failures:
+                print(f"check: {len(failures)} failure(s)", file=sys.stderr)
+                return 1
+            print(f"check passed: {len(counts)} presets equal their golden counts; "
+                  f"{len(known)} cells off the paper are recorded findings")
+        if args.tables is None:
+            print("not yet reproduced: " + "; ".join(f"table {n} ({d})" for n, d in PLANNED.items()))
+        return 0
+    except runner.ReproductionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
