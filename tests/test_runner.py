@@ -1,0 +1,125 @@
+"""The shared runner and run_all.py: statuses, tables, the CI check, and bad input."""
+
+import csv
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from reproductions import runner
+
+ROOT = runner.ROOT
+
+
+@pytest.mark.parametrize("measured,printed,expected", [
+    (12.449, "12.4", True), (12.45, "12.4", False), (45.6412, "45.6", True), (5.0364, "5.1", False),
+    (3.0, "3.0", True),
+])
+def test_rounds_to(measured, printed, expected):
+    assert runner.rounds_to(measured, printed) is expected
+
+
+@pytest.mark.parametrize("metric,printed,measured,status", [
+    ("M-Adds", "9.6", 9.475, "within_tolerance"),
+    ("M-Adds", "2.8", 2.637, "off"),
+    ("M-Adds", "4.1", 4.089, "match"),
+    ("Params", "5.1", 5.0364, "off"),  # Params must round to the printed value
+])
+def test_cell_status(metric, printed, measured, status):
+    assert runner.cell_status(metric, printed, measured) == status
+
+
+@pytest.mark.parametrize("table", range(1, 10))
+def test_reported_files_are_well_formed(table):
+    df = runner.load_reported(table)
+    assert list(df.columns) == ["row", "label", "attributes", "metric", "unit", "value", "note"]
+    assert not df.duplicated(["row", "metric"]).any()
+    for _, r in df.iterrows():
+        if r["value"]:
+            float(r["value"])
+        assert r["unit"] in {"M", "B", "T", "%"}
+
+
+def test_table_rows_and_statuses():
+    from reproductions import table1
+
+    counts = {p: runner.measure_counts(p) for p in table1.SPEC.presets}
+    df = runner.build_table(table1.SPEC, "count", counts)
+    assert list(df.columns) == runner.COLUMNS
+    assert len(df) == len(runner.load_reported(1))
+    status = df.set_index(["row", "metric"])["status"]
+    assert status["resnet50", "Params"] == "match"
+    assert status["resnet50", "Top-1"] == "not_measured"
+    assert status["lr-net-50", "Params"] == "reported_only"
+
+
+def test_check_fails_on_changed_golden_and_unrecorded_off_cells(monkeypatch, tmp_path):
+    golden = tmp_path / "golden.json"
+    golden.write_text('{"resnet50": {"params": 1, "madds": 2}}')
+    monkeypatch.setattr(runner, "GOLDEN_FILE", golden)
+    monkeypatch.setattr(runner, "FINDINGS_FILE", tmp_path / "none.csv")
+    table = pd.DataFrame([{"row": "r", "metric": "M-Adds", "status": "off", "measured": "1.0",
+                           "unit": "B", "reported": "2.0", "rel_delta": "-0.5"}])
+    failures, known = runner.check({1: table}, {"resnet50": {"params": 1, "madds": 3}})
+    assert any("counts changed" in f for f in failures)
+    assert any("not a recorded finding" in f for f in failures)
+    assert not known
+
+
+def test_check_lists_recorded_findings_and_stale_ones(monkeypatch, tmp_path):
+    findings = tmp_path / "findings.csv"
+    with findings.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["table", "row", "metric", "finding"])
+        w.writerow([1, "r", "M-Adds", "known gap"])
+        w.writerow([1, "s", "M-Adds", "gap that closed"])
+    monkeypatch.setattr(runner, "FINDINGS_FILE", findings)
+    table = pd.DataFrame([
+        {"row": "r", "metric": "M-Adds", "status": "off", "measured": "1.0", "unit": "B",
+         "reported": "2.0", "rel_delta": "-0.5"},
+        {"row": "s", "metric": "M-Adds", "status": "match", "measured": "2.0", "unit": "B",
+         "reported": "2.0", "rel_delta": "0"},
+    ])
+    failures, known = runner.check({1: table}, {})
+    assert len(known) == 1 and "table 1 / r / M-Adds" in known[0]
+    assert failures == ["table 1 / s / M-Adds: recorded as a finding but now match; "
+                        "remove it from reproductions/findings.csv"]
+
+
+def test_write_atomic_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "t.csv"
+    target.write_text("old")
+
+
+    with pytest.raises(TypeError):
+        runner.write_atomic(target, 123)  # not text: the write fails
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def _run_all(*args):
+    return subprocess.run([sys.executable, "run_all.py", "--quiet", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tables", "12"], "unknown table '12'"),
+    (["--tables", "x"], "unknown table 'x'"),
+    (["--tables", "7"], "has no reproduction yet"),
+    (["--fidelity", "proxy"], "not implemented yet"),
+])
+def test_run_all_rejects_bad_input_in_one_line(args, message):
+    result = _run_all(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_all_check_end_to_end():
+    result = _run_all("--tables", "1", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "check passed" in result.stdout
+    written = pd.read_csv(ROOT / "tables" / "table1.csv", dtype=str, keep_default_na=False)
+    assert list(written.columns) == runner.COLUMNS
+    assert (ROOT / "tables" / "table1.md").read_text().startswith("# Table 1")
