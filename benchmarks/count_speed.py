@@ -19,7 +19,7 @@ from models import counting, presets  # noqa: E402
 def timed(name: str) -> float:
     keras.backend.clear_session()
     start = time.perf_counter()
-    counting.count(presets.build(name))
+    counting.count_preset(presets.get(name))
     return time.perf_counter() - start
 
 

@@ -168,3 +168,62 @@ def count(model: keras.Model, local_keys: str = "window") -> Counts:
         madds_by_stage={k: int(v) for k, v in madds_by_stage.items() if v},
         uncounted_params=int(total_weights - counted),
     )
+
+
+def count_preset(preset, input_size=None, local_keys: str = "window") -> Counts:
+    """Counts a preset at `input_size` (default: the size the paper counts it at).
+
+    The model is built inside a StatelessScope, where Keras defers weight
+    initialisation: counting needs weight shapes only, so this skips drawing
+    millions of random numbers and keeps memory at the graph's size.
+    """
+    with keras.StatelessScope():
+        model = preset.build(input_size)
+    return count(model, local_keys=local_keys)
+
+
+def format_counts(name: str, counts: Counts, input_size) -> str:
+    """Human-readable breakdown: where the parameters and the multiply-accumulates are."""
+    lines = [f"{name} at {input_size[0]}x{input_size[1]}: "
+             f"{counts.params / 1e6:.3f} M params, {counts.madds / 1e9:.3f} B M-Adds"]
+    lines.append("  params by op" + " " * 20 + "(* = listed, not in the total)")
+    for op, value in sorted(counts.params_by_op.items(), key=lambda kv: -kv[1]):
+        mark = "*" if op in EXCLUDED_PARAMETERS else " "
+        lines.append(f"   {mark}{op:28s} {value / 1e6:10.3f} M")
+    for title, table in (("M-Adds by op", counts.madds_by_op), ("M-Adds by stage", counts.madds_by_stage)):
+        lines.append(f"  {title}")
+        for key, value in sorted(table.items(), key=lambda kv: -kv[1]):
+            share = 100 * value / counts.madds if counts.madds else 0
+            lines.append(f"    {key:28s} {value / 1e9:10.3f} B  {share:5.1f} %")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import os
+    import sys
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from models import presets
+
+    parser = argparse.ArgumentParser(
+        prog="python -m models.counting",
+        description="Params and M-Adds of a named preset, broken down by operation and stage.")
+    parser.add_argument("preset", help="preset name (see models/presets.py)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="input size (default: the size the paper counts the preset at)")
+    parser.add_argument("--local-keys", choices=LOCAL_KEYS, default="window",
+                        help="how a local axial span is charged (default: the convention, window)")
+    args = parser.parse_args(argv)
+    try:
+        preset = presets.get(args.preset)
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    size = tuple(args.input_size) if args.input_size else preset.input_size
+    print(format_counts(preset.name, count_preset(preset, size, args.local_keys), size))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -130,7 +130,7 @@ def measure_counts(preset_name: str, local_keys: str = "window") -> dict:
     import keras
 
     keras.backend.clear_session()
-    result = counting.count(preset.build(), local_keys=local_keys).to_dict()
+    result = counting.count_preset(preset, local_keys=local_keys).to_dict()
     result["input_size"] = list(preset.input_size)
     write_atomic(cache_file, json.dumps(result, indent=1))
     return result
@@ -141,7 +141,9 @@ def measure_all(presets_needed: list[str], progress: bool = True) -> dict[str, d
 
     unique = list(dict.fromkeys(presets_needed))
     results = {}
-    bar = tqdm(unique, desc="counting presets", unit="model", disable=not progress, file=sys.stderr)
+    # disable=None: tqdm shows the bar on a terminal only, not in CI logs.
+    bar = tqdm(unique, desc="counting presets", unit="model", disable=True if not progress else None,
+               file=sys.stderr)
     for name in bar:
         bar.set_postfix_str(name)
         results[name] = measure_counts(name)
@@ -259,12 +261,30 @@ def to_markdown(df: pd.DataFrame, spec: TableSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, spec: TableSpec) -> tuple[Path, Path]:
+def breakdown_frame(counts: dict[str, dict]) -> pd.DataFrame:
+    """Per preset: Params by op, M-Adds by op and by stage (long form), for readers and plots."""
+    records = []
+    for preset, c in counts.items():
+        for quantity, key in (("params", "params_by_op"), ("madds", "madds_by_op"),
+                              ("madds", "madds_by_stage")):
+            for part, value in c[key].items():
+                records.append({"preset": preset, "quantity": quantity,
+                                "by": key.split("_by_")[1], "part": part, "value": value,
+                                "in_total": not (quantity == "params" and part == "attention_batch_norm")})
+    return pd.DataFrame(records, columns=["preset", "quantity", "by", "part", "value", "in_total"])
+
+
+def write_table(df: pd.DataFrame, spec: TableSpec, counts: dict[str, dict] | None = None) -> list[Path]:
     csv_path = TABLES_DIR / f"table{spec.table}.csv"
     md_path = TABLES_DIR / f"table{spec.table}.md"
     write_atomic(csv_path, df.to_csv(index=False))
     write_atomic(md_path, to_markdown(df, spec))
-    return csv_path, md_path
+    written = [csv_path, md_path]
+    if counts:
+        breakdown_path = TABLES_DIR / f"table{spec.table}_breakdown.csv"
+        write_atomic(breakdown_path, breakdown_frame(counts).to_csv(index=False))
+        written.append(breakdown_path)
+    return written
 
 
 def uses_local_axial_span(preset_name: str) -> bool:
@@ -284,7 +304,7 @@ def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True) -
     alternative = {p: measure_counts(p, local_keys="blocked")
                    for p in spec.presets if uses_local_axial_span(p)}
     df = build_table(spec, fidelity, counts, alternative)
-    write_table(df, spec)
+    write_table(df, spec, counts)
     return df
 
 

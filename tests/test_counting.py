@@ -54,3 +54,20 @@ def test_unknown_layer_with_weights_is_rejected():
 def test_bad_local_keys_rejected():
     with pytest.raises(ValueError, match="local_keys"):
         counting.count(presets.build("resnet50"), local_keys="sparse")
+
+
+def test_count_preset_defers_weights_but_counts_the_same():
+    preset = presets.get("full-axial-resnet-w0.5")
+    deferred = counting.count_preset(preset, input_size=(64, 64))
+    eager = counting.count(preset.build((64, 64)))
+    assert deferred.to_dict() == eager.to_dict()
+
+
+def test_breakdown_command_line(capsys):
+    assert counting.main(["axial-resnet-conv-stem-w0.5", "--input-size", "64", "64"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("axial-resnet-conv-stem-w0.5 at 64x64:")
+    for part in ("qkv_projection", "attention_logits", "*attention_batch_norm", "stage4"):
+        assert part in out
+    assert counting.main(["no-such-model"]) == 2
+    assert "unknown preset" in capsys.readouterr().err
