@@ -11,7 +11,8 @@ preset measures each, and why a row has no model.  This module
 - writes tables/table<N>.csv (long form) and tables/table<N>.md atomically.
 
 Statuses: match (rounds to the printed value), within_tolerance (M-Adds within
-2 %), off (outside: a finding if recorded in reproductions/findings.csv),
+2 %), off (outside: a finding if recorded in reproductions/findings.csv, which
+also explains within-tolerance gaps),
 not_measured (a metric this fidelity cannot measure), reported_only (a paper
 row with no model in this suite; the note says why).
 """
@@ -208,7 +209,7 @@ def build_table(spec: TableSpec, fidelity: str, counts: dict[str, dict],
             line["status"] = cell_status(cell["metric"], printed, measured)
             notes.append(f"preset {row.preset}")
             finding = findings.get((spec.table, cell["row"], cell["metric"]))
-            if finding and line["status"] == "off":
+            if finding and line["status"] != "match":
                 notes.append(f"finding: {finding}")
             alt = (alternative_counts or {}).get(row.preset)
             if alt and cell["metric"] == "M-Adds" and alt["madds"] != counts[row.preset]["madds"]:
@@ -346,7 +347,8 @@ def check(tables: dict[int, pd.DataFrame], counts: dict[str, dict]) -> tuple[lis
                     known.append(f"{cell}: {detail}")
                 else:
                     failures.append(f"{cell}: outside tolerance and not a recorded finding: {detail}")
-            elif key in findings:
+            elif key in findings and r["status"] == "match":
+                # A finding explains a gap; on a cell that now matches it is stale.
                 failures.append(f"{cell}: recorded as a finding but now {r['status']}; "
                                 "remove it from reproductions/findings.csv")
     return failures, known
