@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FIDELITY ?= count
 
-.PHONY: report test check clean-venv
+.PHONY: report test clean-venv
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,6 @@ report: $(VENV)/.installed
 # so an empty test run cannot pass silently.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
-	$(PY) run_all.py --tables 1,9 --fidelity count --check
-
-check: $(VENV)/.installed
 	$(PY) run_all.py --fidelity count --check
 
 clean-venv:

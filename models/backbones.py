@@ -9,6 +9,10 @@ and stem:
 | `resnet`    | 3x3 conv [30]               | 64, 128, 256, 512       | 4W           | 7x7 conv + max-pool |
 | `attention` | 7x7 local attention [63]    | 64, 128, 256, 512       | 4W           | 7x7 conv + max-pool |
 | `axial`     | height + width axial layers | 128, 256, 512, 1024     | 2W           | 7x7 conv + max-pool ("conv-stem"), or three axial blocks ("Full") |
+| `xception`  | Xception-71 (models/xception.py), Panoptic-DeepLab's baseline [18] | | | |
+
+Segmentation models (Sec. 3.2) use DeepLab's three-convolution stem and output
+stride 16 or 32.
 
 Axial widths: "we set d_in = 128, d_out = 2 d_q = 16 for the first stage after
 the 'stem'. We double them when spatial resolution is reduced ... we multiply all
@@ -24,16 +28,19 @@ first stage runs at 56 x 56 as in the conv-stem model.  See README "Assumptions"
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import keras
 from keras import layers
 
 from models.blocks import AxialAttentionOp, LocalAttentionOp, bottleneck_block, conv3x3, conv_bn
+from models.xception import build_xception71
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-FAMILIES = ("resnet", "attention", "axial")
-STEMS = ("conv7x7", "axial")
+FAMILIES = ("resnet", "attention", "axial", "xception")
+STEMS = ("conv7x7", "three_conv", "axial")
+OUTPUT_STRIDES = (16, 32)
 
 
 @dataclass(frozen=True)
@@ -52,16 +59,23 @@ class BackboneSpec:
     # Local attention window m (7 in [63]).
     window: int = 7
     num_heads: int = 8
+    # Segmentation (Sec. 3.2, "Axial-DeepLab"): 16 keeps the last stage at stride 1.
+    output_stride: int = 32
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"unknown backbone family {self.family!r}; expected one of {FAMILIES}")
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; expected one of {STEMS}")
-        if self.depth not in STAGE_BLOCKS:
+        if self.family == "xception":
+            if (self.depth, self.width_multiplier) != (71, 1.0):
+                raise ValueError("the xception family is DeepLab's Xception-71: depth=71, width 1.0")
+        elif self.depth not in STAGE_BLOCKS:
             raise ValueError(f"unsupported depth {self.depth}; expected one of {sorted(STAGE_BLOCKS)}")
         if self.stem == "axial" and self.family != "axial":
             raise ValueError("the axial stem belongs to the axial family (Full Axial-ResNet)")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride}")
 
     def channels(self, base: int) -> int:
         return int(round(base * self.width_multiplier))
@@ -75,9 +89,9 @@ class BackboneSpec:
     def expansion(self) -> int:
         return 2 if self.family == "axial" else 4
 
-    def spatial_op(self):
+    def spatial_op(self, dilation: int = 1):
         if self.family == "resnet":
-            return conv3x3
+            return functools.partial(conv3x3, dilation=dilation)
         if self.family == "attention":
             return LocalAttentionOp(
                 window=self.window,
@@ -99,6 +113,18 @@ def conv7x7_stem(x, channels: int):
     return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
 
 
+def three_conv_stem(x, spec: "BackboneSpec"):
+    """DeepLab's stem: three 3x3 convolutions (stride 2, 1, 1) and max-pooling (Sec. 3.2, [14]).
+
+    "Similar to [14], we adopt three 3x3 convolutions in the stem" (Sec. 3.2);
+    64, 64 and 128 channels (times the multiplier), as in deeplab2's "beta" stem.
+    """
+    x = conv_bn(x, spec.channels(64), 3, strides=2, name="stem_conv1")
+    x = conv_bn(x, spec.channels(64), 3, name="stem_conv2")
+    x = conv_bn(x, spec.channels(128), 3, name="stem_conv3")
+    return layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+
+
 def axial_stem(x, spec: BackboneSpec):
     """Full Axial-ResNet stem: three axial blocks, the first strided, then max-pool."""
     spatial = spec.spatial_op()
@@ -110,17 +136,28 @@ def axial_stem(x, spec: BackboneSpec):
 
 
 def build_backbone(inputs, spec: BackboneSpec) -> dict[str, keras.KerasTensor]:
-    """Builds the backbone on `inputs`; returns the endpoints stem, stage1 ... stage4."""
-    if spec.stem == "axial":
-        x = axial_stem(inputs, spec)
-    else:
-        x = conv7x7_stem(inputs, spec.channels(64))
+    """Builds the backbone on `inputs`; returns the endpoints stem, stage1 ... stage4.
+
+    Output stride 16: "we remove the stride of the last stage but we do not
+    implement the 'atrous' attention module" (Sec. 3.2).  Convolutional
+    backbones keep their receptive field with atrous rate 2 instead, as in
+    DeepLab [12]; rates do not change Params or M-Adds.
+    """
+    if spec.family == "xception":
+        return build_xception71(inputs, spec.output_stride)
+    stems = {"axial": axial_stem, "three_conv": three_conv_stem,
+             "conv7x7": lambda x, s: conv7x7_stem(x, s.channels(64))}
+    x = stems[spec.stem](inputs, spec)
     endpoints = {"stem": x}
-    spatial = spec.spatial_op()
+    stride, dilation = 4, 1
     for stage, (width, blocks) in enumerate(zip(spec.stage_widths, STAGE_BLOCKS[spec.depth]), 1):
+        stage_stride = 2 if stage > 1 else 1
+        if stride * stage_stride > spec.output_stride:
+            stage_stride, dilation = 1, dilation * 2
+        stride *= stage_stride
+        spatial = spec.spatial_op(dilation)
         for block in range(blocks):
-            strides = 2 if stage > 1 and block == 0 else 1
-            x = bottleneck_block(x, width, width * spec.expansion, strides, spatial,
-                                 name=f"stage{stage}_block{block + 1}")
+            x = bottleneck_block(x, width, width * spec.expansion, stage_stride if block == 0 else 1,
+                                 spatial, name=f"stage{stage}_block{block + 1}")
         endpoints[f"stage{stage}"] = x
     return endpoints

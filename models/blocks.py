@@ -44,17 +44,17 @@ def batch_norm(x, name: str, zero_gamma: bool = False):
 
 
 def conv_bn(x, filters: int, kernel_size: int, strides: int = 1, relu: bool = True,
-            name: str = "conv", zero_gamma: bool = False):
+            name: str = "conv", zero_gamma: bool = False, dilation: int = 1):
     """Convolution (no bias: BN follows) + BN (+ ReLU)."""
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
-                      name=name)(x)
+                      dilation_rate=dilation, name=name)(x)
     x = batch_norm(x, name=f"{name}_bn", zero_gamma=zero_gamma)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def conv3x3(x, width: int, strides: int, name: str):
+def conv3x3(x, width: int, strides: int, name: str, dilation: int = 1):
     """ResNet's spatial operator; the stride sits on the 3x3 convolution."""
-    return conv_bn(x, width, 3, strides=strides, name=name)
+    return conv_bn(x, width, 3, strides=strides, name=name, dilation=dilation)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ M-Adds   multiply-accumulates, for one image, of convolutions (depthwise too),
          retrieved term the value depth, per query and per key; a query has the
          whole axis as keys (global span) or min(m, axis) (span m), m*m for
          local m x m attention.  (An alternative charge for a local axial span,
-         2m - 1 keys, is available as `local_keys="blocked"` for comparison
-         only.)  BN, activations, softmax, pooling, resizing and
+         2m - 1 keys, is totalled alongside as `madds_blocked_local`, for
+         comparison only.)  BN, activations, softmax, pooling, resizing and
          additions are not counted.  Feature grids are those of "same" padding:
          ceil(size / stride).
 
@@ -47,6 +47,7 @@ FREE_LAYERS = (
     keras.layers.UpSampling2D,
     keras.layers.Resizing,
     keras.layers.Identity,
+    keras.layers.Dropout,
 )
 
 
@@ -60,6 +61,24 @@ class Counts:
     madds_by_op: dict[str, int] = field(default_factory=dict)
     madds_by_stage: dict[str, int] = field(default_factory=dict)
     uncounted_params: int = 0
+    # M-Adds under the comparison reading of local axial spans (2m - 1 keys per query).
+    madds_blocked_local: int = 0
+
+    def scaled(self, passes: int) -> "Counts":
+        """The same model run `passes` times: M-Adds multiply, Params do not."""
+        return Counts(self.params, self.madds * passes, dict(self.params_by_op),
+                      {k: v * passes for k, v in self.madds_by_op.items()},
+                      {k: v * passes for k, v in self.madds_by_stage.items()}, self.uncounted_params,
+                      self.madds_blocked_local * passes)
+
+    def plus(self, other: "Counts") -> "Counts":
+        """Another forward pass of the same model (another input size)."""
+        if (self.params, self.params_by_op) != (other.params, other.params_by_op):
+            raise ValueError("only passes of the same model can be added")
+        return Counts(self.params, self.madds + other.madds, dict(self.params_by_op),
+                      dict(Counter(self.madds_by_op) + Counter(other.madds_by_op)),
+                      dict(Counter(self.madds_by_stage) + Counter(other.madds_by_stage)),
+                      self.uncounted_params, self.madds_blocked_local + other.madds_blocked_local)
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +88,7 @@ class Counts:
             "madds_by_op": dict(self.madds_by_op),
             "madds_by_stage": dict(self.madds_by_stage),
             "uncounted_params": self.uncounted_params,
+            "madds_blocked_local": self.madds_blocked_local,
         }
 
     @classmethod
@@ -91,9 +111,6 @@ def _conv_madds(layer, out_shape, in_channels) -> int:
         return out_pixels * kh * kw * in_channels * layer.depth_multiplier
     groups = getattr(layer, "groups", 1)
     return out_pixels * kh * kw * (in_channels // groups) * layer.filters
-
-
-LOCAL_KEYS = ("window", "blocked")
 
 
 def layer_counts(layer, local_keys: str = "window") -> tuple[dict[str, int], dict[str, int]]:
@@ -136,23 +153,24 @@ def stage_of(layer_name: str) -> str:
     return layer_name.split("_", 1)[0]
 
 
-def count(model: keras.Model, local_keys: str = "window") -> Counts:
+def count(model: keras.Model) -> Counts:
     """Counts Params and M-Adds of a built functional model (per image).
 
-    `local_keys` selects how a local axial span m is charged: "window" (the
-    convention: m keys per query) or "blocked" (2m - 1, the alternative that
-    the reproduction notes quote for comparison; see AxialAttention).
+    Alongside the convention's M-Adds it adds up the comparison reading of
+    local axial spans, 2m - 1 keys per query (`madds_blocked_local`, see
+    AxialAttention.keys_per_query); both come from the same walk over the model.
     """
-    if local_keys not in LOCAL_KEYS:
-        raise ValueError(f"local_keys must be one of {LOCAL_KEYS}, got {local_keys!r}")
     params_by_op: Counter = Counter()
     madds_by_op: Counter = Counter()
     madds_by_stage: Counter = Counter()
+    madds_blocked = 0
     for layer in model.layers:
-        params, madds = layer_counts(layer, local_keys)
+        params, madds = layer_counts(layer)
         params_by_op.update(params)
         madds_by_op.update(madds)
         madds_by_stage[stage_of(layer.name)] += sum(madds.values())
+        madds_blocked += sum(layer_counts(layer, "blocked")[1].values()) if hasattr(layer, "count_madds") \
+            else sum(madds.values())
     counted = sum(v for k, v in params_by_op.items() if k not in EXCLUDED_PARAMETERS)
     total_weights = sum(_weight_count(layer) for layer in model.layers)
     if sum(params_by_op.values()) != total_weights:
@@ -167,25 +185,45 @@ def count(model: keras.Model, local_keys: str = "window") -> Counts:
         madds_by_op=dict(sorted(madds_by_op.items())),
         madds_by_stage={k: int(v) for k, v in madds_by_stage.items() if v},
         uncounted_params=int(total_weights - counted),
+        madds_blocked_local=int(madds_blocked),
     )
 
 
-def count_preset(preset, input_size=None, local_keys: str = "window") -> Counts:
-    """Counts a preset at `input_size` (default: the size the paper counts it at).
+def count_model(model_spec, input_size) -> Counts:
+    """Counts one forward pass of a model spec at `input_size`.
 
     The model is built inside a StatelessScope, where Keras defers weight
     initialisation: counting needs weight shapes only, so this skips drawing
     millions of random numbers and keeps memory at the graph's size.
     """
+    keras.backend.clear_session(free_memory=False)
     with keras.StatelessScope():
-        model = preset.build(input_size)
-    return count(model, local_keys=local_keys)
+        model = model_spec.build(tuple(input_size))
+    return count(model)
+
+
+def count_preset(preset, input_size=None, count_at=count_model) -> Counts:
+    """Counts a preset at `input_size`, or over every forward pass of its inference.
+
+    Without `input_size`, a multi-scale preset (the paper's MS rows) is counted
+    over the passes it actually runs, one per scale and flip: Params are the one
+    model's, M-Adds add up over the passes.  `count_at(model_spec, size)` counts
+    one pass (the runner passes a cached version).
+    """
+    runs = [tuple(input_size)] if input_size else preset.inference_runs()
+    total = None
+    for size, passes in Counter(runs).items():
+        counts = count_at(preset.model, size).scaled(passes)
+        total = counts if total is None else total.plus(counts)
+    return total
 
 
 def format_counts(name: str, counts: Counts, input_size) -> str:
     """Human-readable breakdown: where the parameters and the multiply-accumulates are."""
     lines = [f"{name} at {input_size[0]}x{input_size[1]}: "
              f"{counts.params / 1e6:.3f} M params, {counts.madds / 1e9:.3f} B M-Adds"]
+    if counts.madds_blocked_local != counts.madds:
+        lines.append(f"  (with 2m-1 keys per local axial query: {counts.madds_blocked_local / 1e9:.3f} B)")
     lines.append("  params by op" + " " * 20 + "(* = listed, not in the total)")
     for op, value in sorted(counts.params_by_op.items(), key=lambda kv: -kv[1]):
         mark = "*" if op in EXCLUDED_PARAMETERS else " "
@@ -212,8 +250,6 @@ def main(argv=None) -> int:
     parser.add_argument("preset", help="preset name (see models/presets.py)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         help="input size (default: the size the paper counts the preset at)")
-    parser.add_argument("--local-keys", choices=LOCAL_KEYS, default="window",
-                        help="how a local axial span is charged (default: the convention, window)")
     args = parser.parse_args(argv)
     try:
         preset = presets.get(args.preset)
@@ -221,7 +257,7 @@ def main(argv=None) -> int:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     size = tuple(args.input_size) if args.input_size else preset.input_size
-    print(format_counts(preset.name, count_preset(preset, size, args.local_keys), size))
+    print(format_counts(preset.name, count_preset(preset, size), size))
     return 0
 
 

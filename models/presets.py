@@ -12,23 +12,38 @@ from dataclasses import dataclass, field
 import keras
 
 from models.backbones import BackboneSpec
-from models.classifier import build_classifier
+from models.classifier import ClassifierSpec
+from models.panoptic_deeplab import PanopticDeepLabSpec
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A named model at the input size the paper counts it at.
+
+    `inference_scales` and `flip` are the multi-scale inference of the paper's
+    MS rows: the model runs once per scale (input side (n - 1) * s + 1, the
+    DeepLab convention) and once more flipped; counts add over those runs.
+    """
+
     name: str
-    backbone: BackboneSpec
+    model: ClassifierSpec | PanopticDeepLabSpec
     summary: str
     cites: tuple[tuple[int, str], ...]
-    task: str = "imagenet"
     input_size: tuple[int, int] = (224, 224)
+    inference_scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+
+    @property
+    def backbone(self) -> BackboneSpec:
+        return self.model.backbone
 
     def build(self, input_size: tuple[int, int] | None = None) -> keras.Model:
-        size = input_size or self.input_size
-        if self.task == "imagenet":
-            return build_classifier(self.backbone, size, name=self.name.replace(".", "_"))
-        raise ValueError(f"preset {self.name!r}: unknown task {self.task!r}")
+        return self.model.build(input_size or self.input_size, name=self.name.replace(".", "_"))
+
+    def inference_runs(self) -> list[tuple[int, int]]:
+        """Input sizes of every forward pass of one inference (one entry per pass)."""
+        sizes = [tuple(int((n - 1) * s + 1) for n in self.input_size) for s in self.inference_scales]
+        return [size for size in sizes for _ in range(2 if self.flip else 1)]
 
 
 PRESETS: dict[str, Preset] = {}
@@ -61,14 +76,14 @@ def _width_tag(multiplier: float) -> str:
 
 register(Preset(
     name="resnet50",
-    backbone=BackboneSpec("resnet"),
+    model=ClassifierSpec(BackboneSpec("resnet")),
     summary="ResNet-50 [30] (stride on the 3x3 convolution, as in [63]'s baseline).",
     cites=((1, "resnet50"),),
 ))
 
 register(Preset(
     name="sasa-attention-resnet50",
-    backbone=BackboneSpec("attention", position_sensitive=False, attention_batch_norm=False),
+    model=ClassifierSpec(BackboneSpec("attention", position_sensitive=False, attention_batch_norm=False)),
     summary="Conv-Stem + Attention [63]: every 3x3 conv of ResNet-50 replaced by 7x7 local "
             "self-attention with a query position term, no BN in the attention (Eq. 2).",
     cites=((1, "conv-stem-attention-sasa"),),
@@ -76,7 +91,7 @@ register(Preset(
 
 register(Preset(
     name="attention-resnet50-bn",
-    backbone=BackboneSpec("attention", position_sensitive=False, attention_batch_norm=True),
+    model=ClassifierSpec(BackboneSpec("attention", position_sensitive=False, attention_batch_norm=True)),
     summary="Conv-Stem + Attention with BN in the attention layers (Tab. 1, BN column).",
     cites=((1, "conv-stem-attention-bn"),),
 ))
@@ -86,8 +101,8 @@ _PS_ROWS = {0.5: "ps-attention-w050", 0.75: "ps-attention-w075", 1.0: "ps-attent
 for _w, _row in _PS_ROWS.items():
     register(Preset(
         name=f"ps-attention-resnet50-{_width_tag(_w)}",
-        backbone=BackboneSpec("attention", width_multiplier=_w, position_sensitive=True,
-                              attention_batch_norm=True),
+        model=ClassifierSpec(BackboneSpec("attention", width_multiplier=_w, position_sensitive=True,
+                              attention_batch_norm=True)),
         summary=f"Conv-Stem + PS-Attention, width x{_w:g}: 7x7 local position-sensitive "
                 "self-attention (Eq. 3) with BN.",
         cites=((9, _row),) + (((1, "conv-stem-ps-attention"),) if _w == 1.0 else ()),
@@ -98,7 +113,7 @@ _AXIAL_ROWS = {0.375: "axial-conv-stem-w0375", 0.5: "axial-conv-stem-w050",
 for _w, _row in _AXIAL_ROWS.items():
     register(Preset(
         name=f"axial-resnet-conv-stem-{_width_tag(_w)}",
-        backbone=BackboneSpec("axial", width_multiplier=_w, span=None),
+        model=ClassifierSpec(BackboneSpec("axial", width_multiplier=_w, span=None)),
         summary=f"Conv-Stem + Axial-Attention, width x{_w:g} (S = 0.5, M = 0.75, L = 1.0): "
                 "global span, position-sensitive, BN.",
         cites=((9, _row),) + (((1, "conv-stem-axial-attention"),) if _w == 0.5 else ()),
@@ -108,8 +123,110 @@ _FULL_ROWS = {0.5: "full-axial-w050", 0.75: "full-axial-w075", 1.0: "full-axial-
 for _w, _row in _FULL_ROWS.items():
     register(Preset(
         name=f"full-axial-resnet-{_width_tag(_w)}",
-        backbone=BackboneSpec("axial", width_multiplier=_w, span=15, stem="axial"),
+        model=ClassifierSpec(BackboneSpec("axial", width_multiplier=_w, span=15, stem="axial")),
         summary=f"Full (stand-alone) Axial-ResNet, width x{_w:g}: three axial stem blocks, "
                 "span m = 15 in every block.",
         cites=((9, _row),) + (((1, "full-axial-attention"),) if _w == 0.5 else ()),
     ))
+
+
+# --- Segmentation: Tab. 2 (COCO), 4 (Mapillary Vistas), 6-8 (Cityscapes) ----------------------
+# Input sizes are those the paper counts at: Cityscapes 1025 x 2049, COCO 1025 x 1025 and
+# Mapillary Vistas 2177 x 2177 ("we resize the images so that the longest side equal to
+# 2177", Sec. 4), padded square like Panoptic-DeepLab's evaluation crops.  Multi-scale (MS)
+# rows run every scale plus its flip: COCO 0.5-1.5 and Mapillary 0.5-2.0, step 0.25 [18].
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    num_classes: int
+    input_size: tuple[int, int]
+    ms_scales: tuple[float, ...]
+
+
+COCO = Dataset("coco", 133, (1025, 1025), (0.5, 0.75, 1.0, 1.25, 1.5))
+CITYSCAPES = Dataset("cityscapes", 19, (1025, 2049), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+MAPILLARY = Dataset("mapillary", 65, (2177, 2177), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+
+AXIAL_DEEPLAB_SPAN = 65  # "we resort to a large span m = 65 in all our axial-attention blocks" (Sec. 3.2)
+AXIAL_WIDTHS = {"s": 0.5, "m": 0.75, "l": 1.0, "xl": 2.0}
+
+
+def axial_backbone(size: str, span: int | None = AXIAL_DEEPLAB_SPAN, output_stride: int = 16):
+    return BackboneSpec("axial", width_multiplier=AXIAL_WIDTHS[size], stem="three_conv",
+                        span=span, output_stride=output_stride)
+
+
+def register_deeplab(name: str, backbone: BackboneSpec, dataset: Dataset, summary: str, cites,
+                     aspp: bool = False, decoder: str = "dual", multi_scale: bool = False):
+    register(Preset(
+        name=name,
+        model=PanopticDeepLabSpec(backbone, dataset.num_classes, aspp=aspp, decoder=decoder),
+        summary=summary,
+        cites=tuple(cites),
+        input_size=dataset.input_size,
+        inference_scales=dataset.ms_scales if multi_scale else (1.0,),
+        flip=multi_scale,
+    ))
+
+
+XCEPTION71 = BackboneSpec("xception", depth=71, output_stride=16)
+RESNET_DEEPLAB = {d: BackboneSpec("resnet", depth=d, stem="three_conv", output_stride=16) for d in (50, 101)}
+
+# Tab. 2 (COCO val) and Tab. 4 (Mapillary Vistas val).
+for _ms in (False, True):
+    _suffix = "-ms" if _ms else ""
+    register_deeplab(f"panoptic-deeplab-x71-coco{_suffix}", XCEPTION71, COCO,
+                     "Panoptic-DeepLab [18], Xception-71, separable ASPP, COCO" + (", multi-scale" if _ms else ""),
+                     [(2, f"panoptic-deeplab-x71{_suffix}")], aspp=True, multi_scale=_ms)
+    register_deeplab(f"axial-deeplab-l-coco{_suffix}", axial_backbone("l"), COCO,
+                     "Axial-DeepLab-L, COCO" + (", multi-scale" if _ms else ""),
+                     [(2, f"axial-deeplab-l{_suffix}")], multi_scale=_ms)
+    register_deeplab(f"panoptic-deeplab-x71-mapillary{_suffix}", XCEPTION71, MAPILLARY,
+                     "Panoptic-DeepLab [18], Xception-71, Mapillary Vistas" + (", multi-scale" if _ms else ""),
+                     [(4, f"panoptic-deeplab-x71{_suffix}")], aspp=True, multi_scale=_ms)
+    register_deeplab(f"axial-deeplab-l-mapillary{_suffix}", axial_backbone("l"), MAPILLARY,
+                     "Axial-DeepLab-L, Mapillary Vistas" + (", multi-scale" if _ms else ""),
+                     [(4, f"axial-deeplab-l{_suffix}")], multi_scale=_ms)
+for _size in ("s", "m"):
+    register_deeplab(f"axial-deeplab-{_size}-coco", axial_backbone(_size), COCO,
+                     f"Axial-DeepLab-{_size.upper()}, COCO", [(2, f"axial-deeplab-{_size}")])
+
+# Tab. 6 (attention variants), Tab. 7 (span), Tab. 8 (output stride, Axial-Decoder): Cityscapes.
+for _size in ("s", "m", "l", "xl"):
+    _cites = [(6, f"axial-deeplab-{_size}")]
+    if _size == "l":
+        _cites += [(7, "axial-resnet-l-span65"), (8, "axial-resnet-l-os16")]
+    register_deeplab(f"axial-deeplab-{_size}-cityscapes", axial_backbone(_size), CITYSCAPES,
+                     f"Axial-DeepLab-{_size.upper()} (span 65, output stride 16, dual decoders), Cityscapes",
+                     _cites)
+for _aspp in (False, True):
+    _suffix = "-aspp" if _aspp else ""
+    register_deeplab(f"resnet50-deeplab{_suffix}-cityscapes", RESNET_DEEPLAB[50], CITYSCAPES,
+                     "Panoptic-DeepLab with ResNet-50 (paper's implementation)" + (" and ASPP" if _aspp else ""),
+                     [(6, f"resnet50{_suffix}")], aspp=_aspp)
+    for _ps, _row in ((False, "attention-sasa"), (True, "ps-attention")):
+        register_deeplab(
+            f"{'ps-' if _ps else ''}attention-deeplab{_suffix}-cityscapes",
+            BackboneSpec("attention", stem="three_conv", position_sensitive=_ps, attention_batch_norm=True,
+                         output_stride=16),
+            CITYSCAPES,
+            f"Panoptic-DeepLab with the {'PS-' if _ps else ''}Attention backbone (7x7 local "
+            "self-attention ResNet-50)" + (" and ASPP" if _aspp else ""),
+            [(6, f"{_row}{_suffix}")], aspp=_aspp)
+register_deeplab("resnet101-deeplab-cityscapes", RESNET_DEEPLAB[101], CITYSCAPES,
+                 "Panoptic-DeepLab with ResNet-101 (Tab. 7 baseline)", [(7, "resnet101")])
+for _span in (5, 9, 17, 33):
+    register_deeplab(f"axial-deeplab-l-span{_span}-cityscapes", axial_backbone("l", span=_span), CITYSCAPES,
+                     f"Axial-DeepLab-L with axial span {_span}, Cityscapes", [(7, f"axial-resnet-l-span{_span}")])
+register_deeplab("axial-deeplab-l-os32-cityscapes", axial_backbone("l", output_stride=32), CITYSCAPES,
+                 "Axial-DeepLab-L at output stride 32, dual decoders", [(8, "axial-resnet-l-os32")])
+register_deeplab("axial-deeplab-l-ad-cityscapes", axial_backbone("l"), CITYSCAPES,
+                 "Axial-DeepLab-L with the Axial-Decoder, output stride 16", [(8, "axial-resnet-l-os16-ad")],
+                 decoder="axial")
+register_deeplab("axial-deeplab-l-os32-ad-cityscapes", axial_backbone("l", output_stride=32), CITYSCAPES,
+                 "Axial-DeepLab-L with the Axial-Decoder, output stride 32", [(8, "axial-resnet-l-os32-ad")],
+                 decoder="axial")
+register_deeplab("panoptic-deeplab-x71-cityscapes", XCEPTION71, CITYSCAPES,
+                 "Panoptic-DeepLab [18], Xception-71, separable ASPP, output stride 16",
+                 [(8, "xception71-aspp-os16")], aspp=True)

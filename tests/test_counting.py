@@ -51,9 +51,12 @@ def test_unknown_layer_with_weights_is_rejected():
         counting.count(keras.Model(inputs, Mystery()(inputs)))
 
 
-def test_bad_local_keys_rejected():
-    with pytest.raises(ValueError, match="local_keys"):
-        counting.count(presets.build("resnet50"), local_keys="sparse")
+def test_blocked_local_reading_only_changes_local_axial_attention():
+    global_span = counting.count_preset(presets.get("axial-resnet-conv-stem-w0.5"), (64, 64))
+    assert global_span.madds_blocked_local == global_span.madds
+    full = counting.count_preset(presets.get("full-axial-resnet-w0.5"), (64, 64))
+    # 2m - 1 = 29 keys instead of 15 wherever an axis is longer than 15.
+    assert full.madds_blocked_local > full.madds
 
 
 def test_count_preset_defers_weights_but_counts_the_same():

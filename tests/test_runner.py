@@ -106,7 +106,7 @@ def _run_all(*args):
 @pytest.mark.parametrize("args,message", [
     (["--tables", "12"], "unknown table '12'"),
     (["--tables", "x"], "unknown table 'x'"),
-    (["--tables", "7"], "has no reproduction yet"),
+    (["--tables", "1,0"], "unknown table '0'"),
     (["--fidelity", "proxy"], "not implemented yet"),
 ])
 def test_run_all_rejects_bad_input_in_one_line(args, message):

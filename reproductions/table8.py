@@ -1,0 +1,24 @@
+"""Tab. 8: output stride and the Axial-Decoder on Cityscapes val (paper Sec. 4.5, App. B).
+
+Fidelity: count (Params, M-Adds at 1025 x 2049).  The Axial-Decoder's widths are not
+published; models/decoders.py documents the design assumed.
+Command: python run_all.py --tables 8 --fidelity count [--check]
+"""
+
+from reproductions.runner import Row, TableSpec, run_table
+
+SPEC = TableSpec(
+    table=8,
+    title="Output stride and Axial-Decoder, Cityscapes val",
+    rows=(
+        Row("xception71-aspp-os16", "panoptic-deeplab-x71-cityscapes"),
+        Row("axial-resnet-l-os16", "axial-deeplab-l-cityscapes"),
+        Row("axial-resnet-l-os32", "axial-deeplab-l-os32-cityscapes"),
+        Row("axial-resnet-l-os16-ad", "axial-deeplab-l-ad-cityscapes"),
+        Row("axial-resnet-l-os32-ad", "axial-deeplab-l-os32-ad-cityscapes"),
+    ),
+)
+
+
+def main(fidelity: str = "count"):
+    return run_table(SPEC, fidelity)
