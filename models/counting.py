@@ -194,7 +194,8 @@ def count_model(model_spec, input_size) -> Counts:
 
     The model is built inside a StatelessScope, where Keras defers weight
     initialisation: counting needs weight shapes only, so this skips drawing
-    millions of random numbers and keeps memory at the graph's size.
+    millions of random numbers (faster; memory is about the same, see
+    benchmarks/build_memory.py).
     """
     keras.backend.clear_session(free_memory=False)
     with keras.StatelessScope():

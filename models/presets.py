@@ -139,14 +139,15 @@ for _w, _row in _FULL_ROWS.items():
 @dataclass(frozen=True)
 class Dataset:
     name: str
+    title: str
     num_classes: int
     input_size: tuple[int, int]
     ms_scales: tuple[float, ...]
 
 
-COCO = Dataset("coco", 133, (1025, 1025), (0.5, 0.75, 1.0, 1.25, 1.5))
-CITYSCAPES = Dataset("cityscapes", 19, (1025, 2049), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
-MAPILLARY = Dataset("mapillary", 65, (2177, 2177), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+COCO = Dataset("coco", "COCO", 133, (1025, 1025), (0.5, 0.75, 1.0, 1.25, 1.5))
+CITYSCAPES = Dataset("cityscapes", "Cityscapes", 19, (1025, 2049), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+MAPILLARY = Dataset("mapillary", "Mapillary Vistas", 65, (2177, 2177), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
 
 AXIAL_DEEPLAB_SPAN = 65  # "we resort to a large span m = 65 in all our axial-attention blocks" (Sec. 3.2)
 AXIAL_WIDTHS = {"s": 0.5, "m": 0.75, "l": 1.0, "xl": 2.0}
@@ -174,20 +175,15 @@ XCEPTION71 = BackboneSpec("xception", depth=71, output_stride=16)
 RESNET_DEEPLAB = {d: BackboneSpec("resnet", depth=d, stem="three_conv", output_stride=16) for d in (50, 101)}
 
 # Tab. 2 (COCO val) and Tab. 4 (Mapillary Vistas val).
-for _ms in (False, True):
-    _suffix = "-ms" if _ms else ""
-    register_deeplab(f"panoptic-deeplab-x71-coco{_suffix}", XCEPTION71, COCO,
-                     "Panoptic-DeepLab [18], Xception-71, separable ASPP, COCO" + (", multi-scale" if _ms else ""),
-                     [(2, f"panoptic-deeplab-x71{_suffix}")], aspp=True, multi_scale=_ms)
-    register_deeplab(f"axial-deeplab-l-coco{_suffix}", axial_backbone("l"), COCO,
-                     "Axial-DeepLab-L, COCO" + (", multi-scale" if _ms else ""),
-                     [(2, f"axial-deeplab-l{_suffix}")], multi_scale=_ms)
-    register_deeplab(f"panoptic-deeplab-x71-mapillary{_suffix}", XCEPTION71, MAPILLARY,
-                     "Panoptic-DeepLab [18], Xception-71, Mapillary Vistas" + (", multi-scale" if _ms else ""),
-                     [(4, f"panoptic-deeplab-x71{_suffix}")], aspp=True, multi_scale=_ms)
-    register_deeplab(f"axial-deeplab-l-mapillary{_suffix}", axial_backbone("l"), MAPILLARY,
-                     "Axial-DeepLab-L, Mapillary Vistas" + (", multi-scale" if _ms else ""),
-                     [(4, f"axial-deeplab-l{_suffix}")], multi_scale=_ms)
+for _table, _dataset in ((2, COCO), (4, MAPILLARY)):
+    for _ms in (False, True):
+        _suffix, _what = ("-ms", f"{_dataset.title}, multi-scale") if _ms else ("", _dataset.title)
+        register_deeplab(f"panoptic-deeplab-x71-{_dataset.name}{_suffix}", XCEPTION71, _dataset,
+                         f"Panoptic-DeepLab [18], Xception-71, separable ASPP, {_what}",
+                         [(_table, f"panoptic-deeplab-x71{_suffix}")], aspp=True, multi_scale=_ms)
+        register_deeplab(f"axial-deeplab-l-{_dataset.name}{_suffix}", axial_backbone("l"), _dataset,
+                         f"Axial-DeepLab-L, {_what}", [(_table, f"axial-deeplab-l{_suffix}")],
+                         multi_scale=_ms)
 for _size in ("s", "m"):
     register_deeplab(f"axial-deeplab-{_size}-coco", axial_backbone(_size), COCO,
                      f"Axial-DeepLab-{_size.upper()}, COCO", [(2, f"axial-deeplab-{_size}")])

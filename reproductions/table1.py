@@ -6,7 +6,7 @@ Time:     about 30 s on 2 CPU cores without cache, under a second with it.
 Checks:   Params round to the printed value; M-Adds within 2 % (runner.MADDS_TOLERANCE).
 """
 
-from reproductions.runner import Row, TableSpec, run_table
+from reproductions.runner import Row, TableSpec
 
 OTHER_PAPER = (
     "reported only: {model} is another paper's model ({ref}); its definition is not in the "
@@ -30,10 +30,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)
-
-
-if __name__ == "__main__":
-    print(main().to_string())

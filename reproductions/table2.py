@@ -5,7 +5,7 @@ PQ needs proxy/full.  Command: python run_all.py --tables 2 --fidelity count [--
 Time: about 1 min on 2 CPU cores without cache.  Checks: Params round, M-Adds within 2 %.
 """
 
-from reproductions.runner import Row, TableSpec, other_method, run_table
+from reproductions.runner import Row, TableSpec, other_method
 
 SPEC = TableSpec(
     table=2,
@@ -22,6 +22,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

@@ -6,7 +6,7 @@ reported.  The same models' val-set counts are in Tab. 2.
 Command: python run_all.py --tables 3
 """
 
-from reproductions.runner import Row, TableSpec, load_reported, other_method, run_table
+from reproductions.runner import Row, TableSpec, load_reported, other_method
 
 SERVER = ("reported only: test-dev ground truth is private (COCO evaluation server), so no "
           "fidelity here can measure it; the model's counts are in Tab. 2")
@@ -21,6 +21,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

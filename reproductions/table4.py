@@ -5,7 +5,7 @@ PQ/AP/mIoU need proxy/full.  Command: python run_all.py --tables 4 --fidelity co
 Time: about 2 min on 2 CPU cores without cache (the MS rows run 14 passes each).
 """
 
-from reproductions.runner import Row, TableSpec, load_reported, other_method, run_table
+from reproductions.runner import Row, TableSpec, load_reported, other_method
 
 MODELLED = {
     "panoptic-deeplab-x71": "panoptic-deeplab-x71-mapillary",
@@ -30,6 +30,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

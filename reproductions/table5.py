@@ -6,7 +6,7 @@ Cityscapes server only.  Rows with extra data (MV, COCO, ...) need that pre-trai
 Command: python run_all.py --tables 5
 """
 
-from reproductions.runner import Row, TableSpec, load_reported, other_method, run_table
+from reproductions.runner import Row, TableSpec, load_reported, other_method
 
 VAL = ("reported only at count fidelity (the table has no count columns): measurable at full "
        "fidelity on Cityscapes val, or as a proxy trend; the model's counts are in Tab. 6")
@@ -22,6 +22,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

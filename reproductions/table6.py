@@ -5,7 +5,7 @@ Command: python run_all.py --tables 6 --fidelity count [--check]
 Time: about 1 min on 2 CPU cores without cache.  Checks: Params round, M-Adds within 2 %.
 """
 
-from reproductions.runner import Row, TableSpec, run_table
+from reproductions.runner import Row, TableSpec
 
 SPEC = TableSpec(
     table=6,
@@ -24,6 +24,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

@@ -5,7 +5,7 @@ Command: python run_all.py --tables 7 --fidelity count [--check]
 Time: about 1 min on 2 CPU cores without cache.
 """
 
-from reproductions.runner import Row, TableSpec, run_table
+from reproductions.runner import Row, TableSpec
 
 SPEC = TableSpec(
     table=7,
@@ -20,6 +20,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

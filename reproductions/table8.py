@@ -5,7 +5,7 @@ published; models/decoders.py documents the design assumed.
 Command: python run_all.py --tables 8 --fidelity count [--check]
 """
 
-from reproductions.runner import Row, TableSpec, run_table
+from reproductions.runner import Row, TableSpec
 
 SPEC = TableSpec(
     table=8,
@@ -19,6 +19,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)

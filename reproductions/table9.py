@@ -6,7 +6,7 @@ Time:     about 30 s on 2 CPU cores without cache, under a second with it.
 Checks:   Params round to the printed value; M-Adds within 2 % (runner.MADDS_TOLERANCE).
 """
 
-from reproductions.runner import Row, TableSpec, run_table
+from reproductions.runner import Row, TableSpec
 
 SPEC = TableSpec(
     table=9,
@@ -27,10 +27,3 @@ SPEC = TableSpec(
     ),
 )
 
-
-def main(fidelity: str = "count"):
-    return run_table(SPEC, fidelity)
-
-
-if __name__ == "__main__":
-    print(main().to_string())
