@@ -1,0 +1,167 @@
+"""Command-line PQ evaluator for predictions on disk in the COCO panoptic format.
+
+    python -m evaluation.panoptic --gt_json_file G.json --gt_folder G \\
+        --pred_json_file P.json --pred_folder P [--json out.json]
+
+Prints the same per-class and All / Things / Stuff table as the official script
+(COCO panopticapi, Cityscapes' evalPanopticSemanticLabeling).  A PNG holds segment ids
+as R + 256 G + 256^2 B; the JSON describes each segment (id, category_id, iscrowd).
+Bad input stops with a one-line error naming the file and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.panoptic_quality import PanopticQuality, Segment
+
+
+class InputError(Exception):
+    """Bad input; the message names the file."""
+
+
+def rgb_to_id(color: np.ndarray) -> np.ndarray:
+    color = color.astype(np.uint32)
+    return color[..., 0] + 256 * color[..., 1] + 256 * 256 * color[..., 2]
+
+
+def load_json(path: str, what: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{what} JSON not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{what} JSON is not valid JSON: {path} ({error})") from None
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list) or not all(
+            isinstance(a, dict) and {"image_id", "file_name", "segments_info"} <= set(a) for a in annotations):
+        raise InputError(f"{what} JSON is not COCO panoptic (needs 'annotations' with image_id, "
+                         f"file_name, segments_info): {path}")
+    if what == "ground-truth" and not (isinstance(data.get("categories"), list) and all(
+            isinstance(c, dict) and "id" in c for c in data["categories"])):
+        raise InputError(f"ground-truth JSON is not COCO panoptic (needs 'categories' with ids): {path}")
+    return data
+
+
+def load_png(folder: str, file_name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(folder) / file_name
+    try:
+        with Image.open(path) as image:
+            array = np.array(image.convert("RGB"))
+    except FileNotFoundError:
+        raise InputError(f"PNG not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise InputError(f"PNG cannot be read (corrupt or truncated): {path} ({error})") from None
+    return rgb_to_id(array)
+
+
+def segments_of(annotation: dict, json_path: str) -> dict[int, Segment]:
+    try:
+        return {int(s["id"]): Segment(int(s["category_id"]), bool(s.get("iscrowd", 0)))
+                for s in annotation["segments_info"]}
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"segments_info of image {annotation['image_id']!r} lacks id or category_id: "
+                         f"{json_path}") from None
+
+
+def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder: str,
+             progress: bool = False) -> tuple[dict, dict]:
+    """(results, categories) with results as PanopticQuality.result()."""
+    for folder, what in ((gt_folder, "ground-truth"), (pred_folder, "prediction")):
+        if not os.path.isdir(folder):
+            raise InputError(f"{what} folder not found: {folder}")
+    gt_json = load_json(gt_json_file, "ground-truth")
+    pred_json = load_json(pred_json_file, "prediction")
+    categories = {int(c["id"]): c for c in gt_json["categories"]}
+    metric = PanopticQuality({cid: bool(c.get("isthing", 0)) for cid, c in categories.items()})
+    predictions = {a["image_id"]: a for a in pred_json["annotations"]}
+
+    from tqdm import tqdm
+
+    for gt_ann in tqdm(gt_json["annotations"], desc="images", unit="img", file=sys.stderr,
+                       disable=None if progress else True):
+        pred_ann = predictions.get(gt_ann["image_id"])
+        if pred_ann is None:
+            raise InputError(f"no prediction for image {gt_ann['image_id']!r} in {pred_json_file}")
+        gt_ids = load_png(gt_folder, gt_ann["file_name"])
+        pred_ids = load_png(pred_folder, pred_ann["file_name"])
+        gt_segments = segments_of(gt_ann, gt_json_file)
+        pred_segments = segments_of(pred_ann, pred_json_file)
+        pred_png = Path(pred_folder) / pred_ann["file_name"]
+        in_png = set(np.unique(pred_ids).tolist()) - {0}
+        if in_png - set(pred_segments):
+            raise InputError(f"segment ids {sorted(in_png - set(pred_segments))} are in {pred_png} but "
+                             f"not in {pred_json_file}")
+        if set(pred_segments) - in_png:
+            raise InputError(f"segment ids {sorted(set(pred_segments) - in_png)} are in "
+                             f"{pred_json_file} but not in {pred_png}")
+        for segments, path in ((pred_segments, pred_json_file), (gt_segments, gt_json_file)):
+            unknown = {s.category_id for s in segments.values()} - set(categories)
+            if unknown:
+                raise InputError(f"unknown category ids {sorted(unknown)} for image "
+                                 f"{gt_ann['image_id']!r} in {path}")
+        if gt_ids.shape != pred_ids.shape:
+            raise InputError(f"{pred_png} is {pred_ids.shape} but its ground truth is {gt_ids.shape}")
+        try:
+            metric.update(gt_ids, gt_segments, pred_ids, pred_segments)
+        except ValueError as error:
+            raise InputError(f"image {gt_ann['image_id']!r} ({gt_json_file}): {error}") from None
+    return metric.result(), categories
+
+
+def format_results(results: dict, categories: dict) -> str:
+    """The official script's table; a split without classes prints '-'."""
+    lines = ["{:14s}| {:>5s}  {:>5s}  {:>5s}".format("Category", "PQ", "SQ", "RQ")]
+    for label in sorted(results["per_class"]):
+        r = results["per_class"][label]
+        name = str(categories[label].get("name", label))
+        lines.append("{:14s}| {:5.1f}  {:5.1f}  {:5.1f}".format(name, 100 * r["pq"], 100 * r["sq"], 100 * r["rq"]))
+    lines.append("-" * 41)
+    lines.append("{:14s}| {:>5s}  {:>5s}  {:>5s} {:>5s}".format("", "PQ", "SQ", "RQ", "N"))
+    for name in ("All", "Things", "Stuff"):
+        r = results[name]
+        if r["n"] == 0:
+            lines.append("{:14s}| {:>5s}  {:>5s}  {:>5s} {:5d}".format(name, "-", "-", "-", 0))
+        else:
+            lines.append("{:14s}| {:5.1f}  {:5.1f}  {:5.1f} {:5d}".format(
+                name, 100 * r["pq"], 100 * r["sq"], 100 * r["rq"], r["n"]))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.panoptic",
+        description="Panoptic Quality of COCO-panoptic-format predictions, computed as the "
+                    "official COCO / Cityscapes scripts do.")
+    parser.add_argument("--gt_json_file", required=True, help="ground-truth COCO panoptic JSON")
+    parser.add_argument("--gt_folder", required=True, help="folder of ground-truth panoptic PNGs")
+    parser.add_argument("--pred_json_file", required=True, help="prediction COCO panoptic JSON")
+    parser.add_argument("--pred_folder", required=True, help="folder of predicted panoptic PNGs")
+    parser.add_argument("--json", help="also write the results (per split and per class) to this file")
+    args = parser.parse_args(argv)
+    try:
+        results, categories = evaluate(args.gt_json_file, args.gt_folder, args.pred_json_file,
+                                       args.pred_folder, progress=True)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_results(results, categories))
+    if args.json:
+        from reproductions.runner import write_atomic
+
+        serialisable = dict(results, per_class={str(k): v for k, v in results["per_class"].items()})
+        write_atomic(Path(args.json), json.dumps(serialisable, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
