@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -99,3 +100,25 @@ def panoptic_prediction(semantic_logits, center_heatmap, offsets, config: PostPr
     centers = find_centers(center_heatmap, config.center_threshold, config.nms_kernel, config.top_k)
     instances = group_pixels(centers, offsets)
     return merge_semantic_and_instances(semantic, instances, semantic_logits.shape[-1], config)
+
+
+def instance_predictions(panoptic, semantic_logits, center_heatmap, config: PostProcessConfig):
+    """Scored instances for AP from one image's panoptic ids and heads (Panoptic-DeepLab [18]).
+
+    Each thing segment becomes (mask, class, score) with score = the center heatmap's
+    maximum inside the instance (its center's value) times the mean softmax probability
+    of the instance's class over the instance.
+    """
+    panoptic = np.asarray(panoptic)
+    probabilities = tf.nn.softmax(tf.convert_to_tensor(semantic_logits, tf.float32), axis=-1).numpy()
+    heat = np.asarray(center_heatmap, np.float32)
+    heat = heat[..., 0] if heat.ndim == 3 else heat
+    out = []
+    for segment in np.unique(panoptic):
+        category, instance = divmod(int(segment), config.label_divisor)
+        if instance == 0 or category not in config.thing_classes:
+            continue
+        mask = panoptic == segment
+        score = float(heat[mask].max()) * float(probabilities[..., category][mask].mean())
+        out.append((mask, category, score))
+    return out

@@ -1,6 +1,7 @@
 """Panoptic-DeepLab post-processing on hand-made heads with known answers."""
 
 import numpy as np
+import pytest
 
 from evaluation.postprocess import (PostProcessConfig, find_centers, group_pixels,
                                     merge_semantic_and_instances, panoptic_prediction)
@@ -63,3 +64,21 @@ def test_majority_vote_and_stuff_area_limit():
     assert (out[0:2, 0:5] == 1001).all()             # majority: class 1
     assert (out[:, 8:] == 255 * 1000).all()          # small stuff region: void
     assert (out[2:, :8] == 0).all()                  # stuff class 0, instance 0
+
+
+def test_instances_are_scored_by_center_and_class_probability():
+    h, w = 6, 12
+    heat = np.zeros((h, w), "float32")
+    heat[2, 2], heat[2, 9] = 0.9, 0.8
+    logits = np.zeros((h, w, 3), "float32")
+    logits[..., 1] = 2.0
+    target = np.zeros((h, w, 2))
+    target[:, :6] = (2, 2)
+    target[:, 6:] = (2, 9)
+    panoptic = panoptic_prediction(logits, heat, offsets_to(target), CONFIG).numpy()
+    from evaluation.postprocess import instance_predictions
+
+    found = instance_predictions(panoptic, logits, heat, CONFIG)
+    p1 = np.exp(2.0) / (np.exp(2.0) + 2)
+    assert [(m.sum(), c) for m, c, _ in found] == [(36, 1), (36, 1)]
+    assert [s for _, _, s in found] == pytest.approx([0.9 * p1, 0.8 * p1])
