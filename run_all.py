@@ -28,6 +28,8 @@ TABLES = {n: f"reproductions.table{n}" for n in range(1, 10)}
 FIGURES = {
     "Fig. 3": ("reproductions.figure3", (1, 9)),
     "Figs. 4/10 (scale stress, cost)": ("reproductions.scale_stress", ()),
+    "Tab. 7 span ablation": ("reproductions.span_figure", (7,)),
+    "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
 
 
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 if all(t in results for t in needs):
                     written = importlib.import_module(module).main(results)
                     print(f"{fig}: " + ", ".join(str(p.relative_to(runner.ROOT)) for p in written))
+        from reproductions import report
+
+        print(f"report: {report.write().relative_to(runner.ROOT)}")
         counts = {p: runner.measure_counts(p) for n in tables
                   for p in importlib.import_module(TABLES[n]).SPEC.presets}
         if args.update_golden:

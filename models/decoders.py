@@ -23,7 +23,6 @@ Axial-Decoder (Sec. 3.2; Appendix B, Fig. 9).
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.blocks import AxialAttentionOp, batch_norm, bottleneck_block, conv_bn

@@ -7,7 +7,7 @@ reported/table<N>.csv.  Build one with `build(name)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 

@@ -298,6 +298,9 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -348,6 +351,56 @@ def write_table(df: pd.DataFrame, spec: TableSpec, counts: dict[str, dict] | Non
     return written
 
 
+def table_fingerprint(spec: TableSpec) -> str:
+    """Hash of everything a table's numbers depend on: its declaration, its presets' model
+    specs and input sizes, the model code, and the paper's numbers.  The report marks a
+    table stale when its stored fingerprint differs from the current one."""
+    from models import presets
+
+    digest = hashlib.sha256(repr(spec).encode())
+    for name in spec.presets:
+        p = presets.get(name)
+        digest.update(repr((p.model, p.input_size, p.inference_scales, p.flip)).encode())
+    digest.update(_fingerprint().encode())
+    for path in (REPORTED_DIR / f"table{spec.table}.csv", FINDINGS_FILE):
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def provenance(spec: TableSpec, fidelity: str, seeds: tuple = ()) -> dict:
+    """Where a table's numbers come from: code, configuration, libraries, machine, date."""
+    import datetime
+    import platform
+    import subprocess
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "models", "reproductions", "reported"):
+        commit += "+uncommitted changes"
+    return {
+        "table": spec.table,
+        "fidelity": fidelity,
+        "config_hash": table_fingerprint(spec),
+        "commit": commit,
+        "seeds": list(seeds),
+        "libraries": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                      "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
 def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True) -> pd.DataFrame:
     """Measure, compare and write one table; returns the long-form frame."""
     if fidelity not in spec.fidelities:
@@ -357,6 +410,8 @@ def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True) -
     counts = measure_all(spec.presets, progress=progress)
     df = build_table(spec, fidelity, counts)
     write_table(df, spec, counts)
+    write_atomic(TABLES_DIR / f"table{spec.table}.provenance.json",
+                 json.dumps(provenance(spec, fidelity), indent=1) + "\n")
     return df
 
 
