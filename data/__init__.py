@@ -1,0 +1,1 @@
+"""Data: readers of the paper's datasets, offline proxy data, and Panoptic-DeepLab targets."""

@@ -1,0 +1,68 @@
+"""Panoptic-DeepLab targets on hand-made instances, and the losses on hand-computed values."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from data.targets import SegmentInfo, panoptic_targets
+from training import losses
+
+
+def scene():
+    ids = np.zeros((20, 30), np.int64)           # 0: void
+    ids[:, :] = 5                                 # stuff everywhere ...
+    ids[0:2, 0:2] = 0                             # ... except a void corner
+    ids[2:7, 3:8] = 11                            # thing, 5 x 5, center (4, 5)
+    ids[10:14, 20:30] = 12                        # thing, 4 x 10, center of mass (11.5, 24.5) -> (12, 24)
+    ids[15:20, 0:4] = 13                          # crowd thing
+    segments = {5: SegmentInfo(3, False), 11: SegmentInfo(1, True), 12: SegmentInfo(2, True),
+                13: SegmentInfo(1, True, iscrowd=True)}
+    return ids, segments
+
+
+def test_centers_and_offsets_are_exact():
+    ids, segments = scene()
+    t = panoptic_targets(ids, segments)
+    assert t["center"][4, 5] == 1.0 and t["center"][12, 24] == 1.0
+    assert t["center"][4, 6] == pytest.approx(np.exp(-1 / (2 * 64)))
+    assert t["offsets"][2, 3].tolist() == [2.0, 2.0]         # top-left pixel of instance 11
+    assert t["offsets"][13, 29].tolist() == [-1.0, -5.0]     # bottom-right pixel of instance 12
+    assert (t["offsets"][ids == 5] == 0).all()
+    assert t["offset_weights"].sum() == 25 + 40
+
+
+def test_semantic_labels_and_weights():
+    ids, segments = scene()
+    t = panoptic_targets(ids, segments)
+    assert t["semantic"][3, 4] == 1 and t["semantic"][11, 25] == 2 and t["semantic"][10, 0] == 3
+    assert t["semantic"][0, 0] == 255 and t["semantic"][16, 1] == 255       # void, crowd
+    assert t["semantic_weights"][3, 4] == 3.0                                # small instance
+    assert t["semantic_weights"][10, 0] == 1.0 and t["semantic_weights"][16, 1] == 0.0
+    assert t["center_weights"][16, 1] == 0.0 and t["center_weights"][10, 0] == 1.0
+
+
+def test_bootstrapped_cross_entropy_keeps_the_hardest_pixels():
+    labels = np.array([[0, 1, 1, 255]])
+    logits = np.array([[[5.0, 0.0], [0.0, 1.0], [2.0, 0.0], [9.0, 0.0]]], "float32")
+    weights = np.array([[1.0, 1.0, 3.0, 1.0]], "float32")
+    ce = [np.log1p(np.exp(-5.0)), np.log1p(np.exp(-1.0)), 3 * np.log1p(np.exp(2.0)), 0.0]
+    full = float(losses.bootstrapped_cross_entropy(labels, logits, weights, top_k_fraction=1.0))
+    assert full == pytest.approx(np.mean(ce), rel=1e-5)
+    hardest = float(losses.bootstrapped_cross_entropy(labels, logits, weights, top_k_fraction=0.25))
+    assert hardest == pytest.approx(max(ce), rel=1e-5)
+
+
+def test_center_and_offset_losses():
+    target = np.zeros((1, 2, 2), "float32")
+    prediction = np.full((1, 2, 2, 1), 0.5, "float32")
+    weights = np.array([[[1.0, 1.0], [0.0, 1.0]]], "float32")
+    assert float(losses.center_loss(target, prediction, weights)) == pytest.approx(0.25 * 3 / 4)
+    offsets = np.zeros((1, 2, 2, 2), "float32")
+    predicted = np.ones((1, 2, 2, 2), "float32")
+    assert float(losses.offset_loss(offsets, predicted, weights)) == pytest.approx(2.0)
+    total = losses.panoptic_loss(
+        {"semantic": np.zeros((1, 2, 2), "int32"), "semantic_weights": np.ones((1, 2, 2), "float32"),
+         "center": target, "center_weights": weights, "offsets": offsets, "offset_weights": weights},
+        {"semantic": ops.convert_to_tensor(np.zeros((1, 2, 2, 3), "float32")), "center": prediction,
+         "offset": predicted})
+    assert float(total["total"]) == pytest.approx(np.log(3) + 200 * 0.1875 + 0.01 * 2.0, rel=1e-5)
