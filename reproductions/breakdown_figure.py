@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproductions.runner import FIGURES_DIR, TABLES_DIR
+from reproductions.runner import TABLES_DIR, save_figure
 
 MODELS = {  # label: (table, preset)
     "Axial-DeepLab-L": (6, "axial-deeplab-l-cityscapes"),
@@ -42,10 +42,4 @@ def main(tables: dict[int, pd.DataFrame]) -> list:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIGURES_DIR / "madds_breakdown.png"
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
-    return [path]
+    return [save_figure(fig, "madds_breakdown.png")]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproductions.runner import FIGURES_DIR, TABLES_DIR, load_reported, write_atomic
+from reproductions.runner import TABLES_DIR, load_reported, save_figure, write_atomic
 
 # Families of Fig. 3: (label, table, row prefix or exact rows).
 FAMILIES = (
@@ -47,7 +47,7 @@ def figure_data(tables: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def plot(data: pd.DataFrame, path) -> None:
+def plot(data: pd.DataFrame):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,17 +78,12 @@ def plot(data: pd.DataFrame, path) -> None:
     fig.suptitle("Fig. 3 (count side): filled = paper, hollow diamonds = counts measured by this "
                  "suite, placed at the paper's Top-1", fontsize=10)
     fig.tight_layout(rect=(0, 0.17, 1, 0.95))
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
+    return save_figure(fig, "figure3_counts.png")
 
 
 def main(tables: dict[int, pd.DataFrame]) -> list:
     data = figure_data(tables)
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    png = FIGURES_DIR / "figure3_counts.png"
-    plot(data, png)
+    png = plot(data)
     csv_path = TABLES_DIR / "figure3_counts.csv"
     write_atomic(csv_path, data.to_csv(index=False))
     return [png, csv_path]

@@ -307,6 +307,19 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def save_figure(fig, name: str) -> Path:
+    """Save a matplotlib figure under figures/ atomically (a half-written PNG never replaces one)."""
+    import matplotlib.pyplot as plt
+
+    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    path = FIGURES_DIR / name
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def to_markdown(df: pd.DataFrame, spec: TableSpec) -> str:
     lines = [f"# Table {spec.table}: {spec.title}", "",
              f"Fidelity: {', '.join(sorted(set(df['fidelity'])))}. "

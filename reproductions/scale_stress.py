@@ -22,7 +22,7 @@ import dataclasses
 import pandas as pd
 
 from models import presets
-from reproductions.runner import FIGURES_DIR, TABLES_DIR, measure_counts, prefetch, write_atomic
+from reproductions.runner import TABLES_DIR, measure_counts, prefetch, save_figure, write_atomic
 
 RATIOS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 BASE_SIDE = 1025
@@ -66,7 +66,7 @@ def measure(progress: bool = True) -> pd.DataFrame:
     return df
 
 
-def plot(df: pd.DataFrame, path) -> None:
+def plot(df: pd.DataFrame):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,10 +89,7 @@ def plot(df: pd.DataFrame, path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Scale stress test (Fig. 4/10), cost side: measured M-Adds per test resolution", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
+    return save_figure(fig, "scale_stress_cost.png")
 
 
 def main(tables=None, progress: bool = True) -> list:
@@ -107,7 +104,5 @@ def main(tables=None, progress: bool = True) -> list:
            f"{r.madds_vs_ratio1:.2f} |" for r in df.itertuples()]
     md_path = TABLES_DIR / "scale_stress_counts.md"
     write_atomic(md_path, "\n".join(md) + "\n")
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    png = FIGURES_DIR / "scale_stress_cost.png"
-    plot(df, png)
+    png = plot(df)
     return [png, csv_path, md_path]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproductions.runner import FIGURES_DIR, load_reported
+from reproductions.runner import load_reported, save_figure
 
 SPANS = {5: "axial-resnet-l-span5", 9: "axial-resnet-l-span9", 17: "axial-resnet-l-span17",
          33: "axial-resnet-l-span33", 65: "axial-resnet-l-span65"}
@@ -41,10 +41,4 @@ def main(tables: dict[int, pd.DataFrame]) -> list:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIGURES_DIR / "span_ablation.png"
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
-    return [path]
+    return [save_figure(fig, "span_ablation.png")]
