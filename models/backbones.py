@@ -61,6 +61,8 @@ class BackboneSpec:
     num_heads: int = 8
     # Segmentation (Sec. 3.2, "Axial-DeepLab"): 16 keeps the last stage at stride 1.
     output_stride: int = 32
+    # Blocks per stage, overriding `depth`'s (3, 4, 6, 3); tiny values make cheap test models.
+    stage_blocks: tuple[int, int, int, int] | None = None
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -150,7 +152,7 @@ def build_backbone(inputs, spec: BackboneSpec) -> dict[str, keras.KerasTensor]:
     x = stems[spec.stem](inputs, spec)
     endpoints = {"stem": x}
     stride, dilation = 4, 1
-    for stage, (width, blocks) in enumerate(zip(spec.stage_widths, STAGE_BLOCKS[spec.depth]), 1):
+    for stage, (width, blocks) in enumerate(zip(spec.stage_widths, spec.stage_blocks or STAGE_BLOCKS[spec.depth]), 1):
         stage_stride = 2 if stage > 1 else 1
         if stride * stage_stride > spec.output_stride:
             stage_stride, dilation = 1, dilation * 2

@@ -39,8 +39,27 @@ def offset_loss(target, prediction, weights):
     return ops.sum(absolute) / ops.maximum(ops.sum(weights), 1.0)
 
 
+def upsample_outputs(outputs: dict, size: tuple[int, int]) -> dict:
+    """Heads at output stride 4, bilinearly upsampled with aligned corners to the targets' size,
+    as in [18]: crops of output_stride * k + 1 pixels make the corners meet exactly.  Offsets are
+    in input pixels, so they scale with the upsampling factor."""
+    import tensorflow as tf
+
+    resized = {}
+    for name, value in outputs.items():
+        height = value.shape[1]
+        up = tf.compat.v1.image.resize_bilinear(value, size, align_corners=True)
+        if name == "offset" and height and height > 1:
+            up = up * ((size[0] - 1) / (height - 1))
+        resized[name] = up
+    return resized
+
+
 def panoptic_loss(targets: dict, outputs: dict) -> dict:
-    """The three weighted losses and their sum."""
+    """The three weighted losses and their sum (outputs are upsampled to the targets' size)."""
+    size = tuple(targets["semantic"].shape[1:3])
+    if tuple(outputs["semantic"].shape[1:3]) != size:
+        outputs = upsample_outputs(outputs, size)
     semantic = bootstrapped_cross_entropy(targets["semantic"], outputs["semantic"], targets["semantic_weights"])
     center = center_loss(targets["center"], outputs["center"], targets["center_weights"])
     offset = offset_loss(targets["offsets"], outputs["offset"], targets["offset_weights"])
