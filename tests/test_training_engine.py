@@ -23,10 +23,10 @@ def tiny_model():
     return spec.build((33, 33))
 
 
-def make_trainer(root, workdir):
+def make_trainer(root, workdir, strategy="default"):
     recipe = Recipe(steps=4, batch_size=2, crop_size=(33, 33), checkpoint_every=2, seed=7)
     batches = PanopticBatches(root, "coco", "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed)
-    return Trainer(tiny_model, batches, recipe, workdir)
+    return Trainer(tiny_model, batches, recipe, workdir, strategy=strategy)
 
 
 def test_batches_are_a_function_of_seed_and_step(proxy_root):
@@ -51,3 +51,21 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(proxy_root, tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert all(np.isfinite(want)) and len(set(np.round(want, 6))) > 1
     assert (tmp_path / "b" / "log.jsonl").read_text().count("\n") == 4
+
+
+def test_mirrored_strategy_over_two_cpus_matches_one_device():
+    # A fresh process: logical devices must be configured before TensorFlow starts.
+    import json
+    import subprocess
+    import sys
+
+    from reproductions.runner import ROOT
+
+    out = subprocess.run([sys.executable, "tests/mirrored_check.py"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["default_replicas"] == 1 and result["mirrored_replicas"] == 2
+    # Each replica gets its own half of the batch, not a copy of the whole of it.
+    assert result["mirrored_shards"] == [[1, 33, 33, 3], [1, 33, 33, 3]]
+    np.testing.assert_allclose(result["mirrored"], result["default"], rtol=1e-4, atol=1e-5)

@@ -81,6 +81,17 @@ class Trainer:
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                 for k, v in per_replica.items()}
 
+    def _distribute(self, array: np.ndarray):
+        """One equal slice of the batch per replica (plain tensors would reach every replica whole)."""
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return tf.constant(array)
+        if len(array) % replicas:
+            raise ValueError(f"batch size {len(array)} is not divisible by the {replicas} replicas")
+        per = len(array) // replicas
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(array[ctx.replica_id_in_sync_group * per:(ctx.replica_id_in_sync_group + 1) * per]))
+
     def train(self, until: int | None = None, progress: bool = True) -> list[dict]:
         """Trains from the current step to `until` (default: the recipe's steps); returns the logs."""
         from tqdm import tqdm
@@ -94,7 +105,8 @@ class Trainer:
             for step in bar:
                 began = time.perf_counter()
                 images, targets = self.batches.batch(step)
-                result = self._train_step(tf.constant(images), {k: tf.constant(v) for k, v in targets.items()})
+                result = self._train_step(self._distribute(images),
+                                          {k: self._distribute(v) for k, v in targets.items()})
                 self.step.assign(step + 1)
                 record = {"step": step, **{k: float(v) for k, v in result.items()},
                           "images_per_second": len(images) / (time.perf_counter() - began)}

@@ -1,14 +1,17 @@
 """Panoptic-DeepLab losses [18], unchanged by Axial-DeepLab (paper Sec. 4).
 
 - semantic: softmax cross-entropy, per-pixel weights (small instances 3), averaged over
-  the hardest `top_k_fraction` (20 %) of the weighted pixel losses ("bootstrapped");
+  the hardest `top_k_fraction` (20 %) of each image's weighted pixel losses ("bootstrapped");
 - center: mean squared error of the heatmap, weight 200;
 - offset: L1 of the offsets on thing pixels, weight 0.01.
-Weighted pixels with weight 0 (void, crowd) contribute nothing.
+Weighted pixels with weight 0 (void, crowd) contribute nothing.  Every loss is computed per
+image and then averaged over images, so the mean over equal per-replica shards of a batch
+(tf.distribute) equals the single-device loss.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from keras import ops
 
 SEMANTIC_WEIGHT, CENTER_WEIGHT, OFFSET_WEIGHT = 1.0, 200.0, 0.01
@@ -17,13 +20,15 @@ TOP_K_FRACTION = 0.2
 
 def bootstrapped_cross_entropy(labels, logits, weights, top_k_fraction: float = TOP_K_FRACTION,
                                ignore_label: int = 255):
-    """Mean of the hardest `top_k_fraction` of weighted pixel cross-entropies (batch-wide)."""
+    """Per image, the mean of its hardest `top_k_fraction` weighted pixel cross-entropies; then
+    the mean over images."""
     valid = ops.cast(ops.not_equal(labels, ignore_label), logits.dtype)
     safe = ops.where(ops.equal(labels, ignore_label), 0, labels)
     pixel = ops.sparse_categorical_crossentropy(safe, logits, from_logits=True) * weights * valid
-    flat = ops.reshape(pixel, (-1,))
-    k = max(1, int(round(top_k_fraction * flat.shape[0])))
-    hardest, _ = ops.top_k(flat, k)
+    pixels_per_image = int(np.prod(pixel.shape[1:]))
+    per_image = ops.reshape(pixel, (-1, pixels_per_image))
+    k = max(1, int(round(top_k_fraction * per_image.shape[1])))
+    hardest, _ = ops.top_k(per_image, k)
     return ops.mean(hardest)
 
 
@@ -34,9 +39,11 @@ def center_loss(target, prediction, weights):
 
 
 def offset_loss(target, prediction, weights):
-    """L1 over the offset channels, averaged over thing pixels (weight > 0)."""
+    """L1 over the offset channels, averaged over each image's thing pixels, then over images."""
     absolute = ops.sum(ops.abs(prediction - target), axis=-1) * weights
-    return ops.sum(absolute) / ops.maximum(ops.sum(weights), 1.0)
+    pixel_axes = tuple(range(1, len(absolute.shape)))
+    per_image = ops.sum(absolute, axis=pixel_axes) / ops.maximum(ops.sum(weights, axis=pixel_axes), 1.0)
+    return ops.mean(per_image)
 
 
 def upsample_outputs(outputs: dict, size: tuple[int, int]) -> dict:
