@@ -106,7 +106,6 @@ def render(scene: Scene, height: int, width: int) -> tuple[np.ndarray, np.ndarra
     image = np.zeros((height, width, 3), np.float32)
     ids = np.zeros((height, width), np.int64)
     segments: dict[int, dict] = {}
-    stuff_segment = {}
     for r, category in enumerate(scene.stuff):
         texture = textures()[category]
         oy, ox = scene.texture_offsets[r]
@@ -115,7 +114,7 @@ def render(scene: Scene, height: int, width: int) -> tuple[np.ndarray, np.ndarra
         tx = ((ox + xx * 0.5 * width / height) * texture.shape[1]).astype(int) % texture.shape[1]
         mask = region == r
         image[mask] = texture[ty[mask], tx[mask], None] / 255.0 * np.array(STUFF_TINT[category])
-        sid = stuff_segment.setdefault(category, 1 + category)  # one segment per stuff class
+        sid = 1 + category  # one segment per stuff class, however many regions it covers
         ids[mask] = sid
         segments[sid] = {"category_id": category, "iscrowd": 0}
     glyphs, _ = digits()
