@@ -48,7 +48,7 @@ def _table_section(n: int) -> dict:
     reported = runner.load_reported(n)
     labels = reported.drop_duplicates("row").set_index("row")[["label", "attributes"]]
     section = {"number": n, "title": spec.title, "state": "not run", "rows": [], "provenance": None,
-               "status_counts": {}, "errors": {}}
+               "status_counts": {}, "errors": {}, "trained": _trained_sections(spec, labels)}
     csv_path = runner.TABLES_DIR / f"table{n}.csv"
     if not csv_path.exists():
         return section
@@ -67,7 +67,8 @@ def _table_section(n: int) -> dict:
     else:
         section["state"] = "fresh"
     section["provenance"] = provenance
-    section["status_counts"] = dict(Counter(df["status"]))
+    section["status_counts"] = dict(Counter(df["status"]) + Counter(
+        r["status"] for t in section["trained"] for r in t["rows"]))
     for metric in ("Params", "M-Adds"):
         err = runner.mean_abs_rel_error(df, metric)
         if err is not None:
@@ -84,6 +85,32 @@ def _table_section(n: int) -> dict:
             "status_text": STATUS_TEXT.get(r["status"], r["status"]), "note": r["note"],
         })
     return section
+
+
+def _trained_sections(spec, labels) -> list[dict]:
+    """The proxy and full results of a table (tables/table<N>.<fidelity>.csv), if run."""
+    from reproductions import trained
+
+    out = []
+    for fidelity in ("proxy", "full"):
+        stem = trained.output_stem(spec, fidelity)
+        csv_path = runner.TABLES_DIR / f"{stem}.csv"
+        if not csv_path.exists():
+            continue
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        prov_path = runner.TABLES_DIR / f"{stem}.provenance.json"
+        provenance = json.loads(prov_path.read_text()) if prov_path.exists() else None
+        fresh = provenance is not None and provenance["config_hash"] == trained.fingerprint(spec)
+        rows = [{"label": labels.loc[r["row"], "label"] if r["row"] in labels.index else r["row"],
+                 "metric": r["metric"], "unit": r["unit"], "reported": r["reported"] or "-",
+                 "measured": f"{float(r['measured']):.2f} ± {float(r['std']):.2f}" if r["measured"] else "",
+                 "seeds": r["seeds"], "status": r["status"],
+                 "status_text": STATUS_TEXT.get(r["status"], r["status"]), "note": r["note"]}
+                for _, r in df.iterrows()]
+        out.append({"fidelity": fidelity, "rows": rows, "provenance": provenance,
+                    "state": "fresh" if fresh else "stale",
+                    "trends": (provenance or {}).get("trends", {})})
+    return out
 
 
 def _figures() -> list[dict]:

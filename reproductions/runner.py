@@ -83,6 +83,10 @@ class TableSpec:
     # Metrics of the paper's table that count fidelity cannot measure get this note.
     not_measured_note: str = "accuracy: needs the proxy or full fidelity (not run)"
     extra_notes: dict = field(default_factory=dict)
+    # Training fidelities: (row id, training.experiments.Experiment) pairs, run by
+    # reproductions/trained.py.  Empty: this table declares no experiment at that fidelity.
+    proxy: tuple = ()
+    full: tuple = ()
 
     @property
     def presets(self) -> list[str]:

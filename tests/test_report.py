@@ -44,8 +44,10 @@ def test_report_has_every_table_and_every_cell_status():
     page = parse(report.render())
     assert page.ids == list(range(1, 10))
     for n in range(1, 10):
-        df = pd.read_csv(runner.TABLES_DIR / f"table{n}.csv", dtype=str, keep_default_na=False)
-        assert [s for t, s in page.badges if t == n] == list(df["status"]), f"table {n}"
+        files = [runner.TABLES_DIR / f"table{n}{suffix}.csv" for suffix in ("", ".proxy", ".full")]
+        statuses = [s for f in files if f.exists()
+                    for s in pd.read_csv(f, dtype=str, keep_default_na=False)["status"]]
+        assert [s for t, s in page.badges if t == n] == statuses, f"table {n}"
     assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
     assert not page.scripts_external                  # self-contained: nothing fetched
 
@@ -62,6 +64,29 @@ def test_stale_and_missing_tables_are_marked(tmp_path, monkeypatch):
     assert (1, "state-stale") in page.states
     assert (2, "state-notrun") in page.states
     assert "Stale:" in html and "python run_all.py --tables 1" in html
+
+
+def test_proxy_results_are_shown_as_trends_and_marked_stale_when_the_code_changes(tmp_path, monkeypatch):
+    from reproductions import trained
+    from reproductions.table1 import SPEC
+    from tests.test_trained_runner import fake_results
+
+    monkeypatch.setattr(runner, "TABLES_DIR", tmp_path)
+    results = fake_results({"resnet50": [74, 74, 74], "conv-stem-attention-sasa": [73, 73.5, 74],
+                            "full-axial-attention": [81, 80, 79]})
+    df, trends = trained.build_trained_table(SPEC, "proxy", results)
+    df.to_csv(tmp_path / "table1.proxy.csv", index=False)
+    prov = {"config_hash": trained.fingerprint(SPEC), "trends": trends}
+    (tmp_path / "table1.proxy.provenance.json").write_text(json.dumps(prov))
+    html = report.render()
+    assert "Tab. 1 at proxy fidelity" in html and "Kendall &tau; with the paper" in html
+    assert "74.00 ± 0.00" in html and "80.00 ± 1.00" in html
+    badges = [s for t, s in parse(html).badges if t == 1]
+    assert badges.count("trend_disagrees") == 2 and badges.count("trend_agrees") == 1
+    assert "state state-fresh" in html and "--fidelity proxy</code>" not in html
+    prov["config_hash"] = "old"
+    (tmp_path / "table1.proxy.provenance.json").write_text(json.dumps(prov))
+    assert "python run_all.py --tables 1 --fidelity proxy" in report.render()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

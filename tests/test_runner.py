@@ -107,7 +107,13 @@ def _run_all(*args):
     (["--tables", "12"], "unknown table '12'"),
     (["--tables", "x"], "unknown table 'x'"),
     (["--tables", "1,0"], "unknown table '0'"),
-    (["--fidelity", "proxy"], "not implemented yet"),
+    (["--fidelity", "proxy", "--tables", "2"], "table 2 declares no proxy experiments yet"),
+    (["--fidelity", "proxy", "--tables", "1", "--seeds", "0,1"], "at least 3 seeds"),
+    (["--fidelity", "proxy", "--seeds", "1,x"], "--seeds takes comma-separated"),
+    (["--fidelity", "proxy", "--check"], "--check and --update-golden compare counts"),
+    (["--fidelity", "full", "--tables", "1"], "--fidelity full needs --data-dir"),
+    (["--fidelity", "full", "--tables", "1", "--data-dir", "/nonexistent"],
+     "dataset folder /nonexistent/imagenet not found"),
 ])
 def test_run_all_rejects_bad_input_in_one_line(args, message):
     result = _run_all(*args)

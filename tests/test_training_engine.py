@@ -53,7 +53,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(proxy_root, tmp_path):
     assert (tmp_path / "b" / "log.jsonl").read_text().count("\n") == 4
 
 
-def test_mirrored_strategy_over_two_cpus_matches_one_device():
+def test_mirrored_and_multi_worker_strategies_match_one_device():
     # A fresh process: logical devices must be configured before TensorFlow starts.
     import json
     import subprocess
@@ -69,3 +69,97 @@ def test_mirrored_strategy_over_two_cpus_matches_one_device():
     # Each replica gets its own half of the batch, not a copy of the whole of it.
     assert result["mirrored_shards"] == [[1, 33, 33, 3], [1, 33, 33, 3]]
     np.testing.assert_allclose(result["mirrored"], result["default"], rtol=1e-4, atol=1e-5)
+    # The multi-worker strategy's code path, as one local worker: the single-device numbers.
+    assert result["multi-worker_replicas"] == 1
+    np.testing.assert_allclose(result["multi-worker"], result["default"], rtol=1e-6)
+
+
+# --- device choices: strategies and precision --------------------------------------------------
+
+def test_precision_auto_is_float32_without_accelerators():
+    import tensorflow as tf
+
+    from training.engine import resolve_precision
+
+    strategy = tf.distribute.get_strategy()
+    assert resolve_precision("auto", strategy) == "float32"          # this machine has no GPU or TPU
+    assert resolve_precision("mixed_bfloat16", strategy) == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("half", strategy)
+
+
+def test_tpu_strategy_without_a_tpu_is_a_one_line_error():
+    from training.engine import TrainingError, make_strategy
+
+    with pytest.raises(TrainingError, match="no TPU reachable") as error:
+        make_strategy("tpu")
+    assert "\n" not in str(error.value)
+
+
+class RandomClassificationBatches:
+    task = "classification"
+
+    def batch(self, step):
+        rng = np.random.default_rng(step)
+        return (rng.normal(size=(2, 32, 32, 3)).astype(np.float32),
+                {"label": rng.integers(0, 10, 2).astype(np.int32)})
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_with_float32_weights(precision, tmp_path):
+    import keras
+
+    from models.classifier import ClassifierSpec
+
+    spec = ClassifierSpec(BackboneSpec("axial", width_multiplier=0.125, num_heads=2, stage_blocks=(1, 1, 1, 1)), 10)
+    recipe = Recipe(steps=2, batch_size=2, crop_size=(32, 32))
+    trainer = Trainer(lambda: spec.build((32, 32)), RandomClassificationBatches(), recipe, tmp_path,
+                      precision=precision)
+    logs = trainer.train(progress=False)
+    compute = {layer.compute_dtype for layer in trainer.model.layers if layer.weights}
+    assert compute == {precision.split("_")[1]}
+    assert {w.dtype for w in trainer.model.trainable_weights} == {"float32"}
+    # float16 needs loss scaling; bfloat16 has float32's exponent range and does not.
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer) == (precision == "mixed_float16")
+    assert all(np.isfinite(r["total"]) for r in logs)
+    assert keras.config.dtype_policy().name == "float32"            # the global policy is restored
+
+
+def test_classification_loss_with_label_smoothing():
+    from training.losses import classification_loss
+
+    logits = np.array([[2.0, 0.0, 0.0]], np.float32)
+    log_p = logits[0] - np.log(np.exp(logits[0]).sum())
+    plain = float(classification_loss(np.array([0]), logits)["total"])
+    smooth = float(classification_loss(np.array([0]), logits, label_smoothing=0.3)["total"])
+    np.testing.assert_allclose(plain, -log_p[0], rtol=1e-6)
+    np.testing.assert_allclose(smooth, -(0.8 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2]), rtol=1e-6)
+
+
+def test_classification_batches_are_a_function_of_seed_and_step(tmp_path):
+    from PIL import Image
+
+    from training.pipeline import ClassificationBatches
+
+    records = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(path)
+        records.append((path, i % 2))
+
+    def load(path):
+        return np.array(Image.open(path))
+
+    a = ClassificationBatches(records, load, 3, (16, 16), seed=4)
+    b = ClassificationBatches(records, load, 3, (16, 16), seed=4)
+    images, targets = a.batch(2)
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.float32
+    assert -1 <= images.min() and images.max() <= 1
+    np.testing.assert_array_equal(images, b.batch(2)[0])
+    np.testing.assert_array_equal(targets["label"], b.batch(2)[1]["label"])
+    # Every image is one flat grey, so the label follows from the pixel value.
+    grey = np.round((images[:, 0, 0, 0] + 1) * 127.5 / 40).astype(int)
+    assert (targets["label"] == grey % 2).all()
+    # One epoch visits every example once.
+    seen = [int(v) for step in range(5) for v in np.round((a.batch(step)[0][:, 0, 0, 0] + 1) * 127.5 / 40)]
+    assert sorted(seen[:5]) == [0, 1, 2, 3, 4]

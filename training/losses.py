@@ -72,3 +72,14 @@ def panoptic_loss(targets: dict, outputs: dict) -> dict:
     offset = offset_loss(targets["offsets"], outputs["offset"], targets["offset_weights"])
     total = SEMANTIC_WEIGHT * semantic + CENTER_WEIGHT * center + OFFSET_WEIGHT * offset
     return {"semantic": semantic, "center": center, "offset": offset, "total": total}
+
+
+def classification_loss(labels, logits, label_smoothing: float = 0.0) -> dict:
+    """Softmax cross-entropy of the ImageNet recipe (mean over images), with optional label
+    smoothing."""
+    num_classes = logits.shape[-1]
+    one_hot = ops.one_hot(ops.cast(labels, "int32"), num_classes)
+    if label_smoothing:
+        one_hot = one_hot * (1 - label_smoothing) + label_smoothing / num_classes
+    cross_entropy = ops.mean(ops.categorical_crossentropy(one_hot, logits, from_logits=True))
+    return {"cross_entropy": cross_entropy, "total": cross_entropy}

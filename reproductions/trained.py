@@ -1,0 +1,192 @@
+"""The training fidelities (proxy, full): run a table's declared experiments, compare with the
+paper, write tables/table<N>.<fidelity>.csv / .md / .provenance.json.
+
+A table declares `proxy` and `full` as (row id, Experiment) pairs (reproductions/table<N>.py);
+training.experiments runs each seed, resumably and cached, so an interrupted run continues
+where it stopped and a finished one is a file read.
+
+Proxy cells are compared with the paper as trends, never as values (other data, other
+scale): for every pair of rows the paper orders, does the proxy order them the same way?
+A cell agrees when every pair it is in does; disagreeing pairs are named, with whether
+the proxy's gap is within seed noise (|mean difference| <= the sum of the two standard
+deviations).  Kendall's tau over the rows summarises a metric.  Full cells are compared
+by value, as count cells are.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import pandas as pd
+
+from reproductions import runner
+from reproductions.runner import ReproductionError, TableSpec
+
+COLUMNS = runner.COLUMNS + ["std", "seeds"]
+MIN_PROXY_SEEDS = 3
+TREND_PENDING = "trend"
+
+
+def experiments_of(spec: TableSpec, fidelity: str) -> tuple:
+    declared = spec.proxy if fidelity == "proxy" else spec.full
+    if not declared:
+        raise ReproductionError(f"table {spec.table} declares no {fidelity} experiments yet; it runs at "
+                                f"fidelity count (python run_all.py --tables {spec.table})")
+    return declared
+
+
+def fingerprint(spec: TableSpec) -> str:
+    """What a trained table depends on: the table's (declaration, models, paper numbers) and
+    the training, data and evaluation code.  The report marks a table stale when it differs."""
+    from training import experiments
+
+    return f"{runner.table_fingerprint(spec)}-{experiments._code_fingerprint()}"
+
+
+def output_stem(spec: TableSpec, fidelity: str) -> str:
+    return f"table{spec.table}.{fidelity}"
+
+
+def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
+                    progress: bool = True, strategy: str = "default", precision: str = "auto",
+                    smoke_test: bool = False) -> dict[str, list[dict]]:
+    """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from data.coco_panoptic import DatasetError
+    from training import experiments
+    from training.engine import TrainingError
+
+    declared = experiments_of(spec, fidelity)
+    if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
+        raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
+                                f"got {len(seeds)}")
+    results: dict[str, list[dict]] = {}
+    bar = tqdm(total=len(declared) * len(seeds), desc=f"table {spec.table} {fidelity}", unit="run",
+               disable=True if not progress else None)
+    try:
+        for row, experiment in declared:
+            if smoke_test:
+                recipe = dataclasses.replace(experiment.recipe, batch_size=2, warmup_steps=0)
+                experiment = dataclasses.replace(experiment, recipe=recipe)
+            for seed in seeds:
+                bar.set_postfix_str(f"{row} seed {seed}")
+                result = experiments.run(experiment, seed, data_dir=data_dir, progress=progress,
+                                         strategy=strategy, precision=precision,
+                                         max_steps=2 if smoke_test else None)
+                results.setdefault(row, []).append(result)
+                bar.update()
+    except (experiments.ExperimentError, DatasetError, TrainingError) as error:
+        raise ReproductionError(str(error)) from None
+    finally:
+        bar.close()
+    return results
+
+
+def _trend(cells: pd.DataFrame) -> tuple[dict[str, list[str]], float | None]:
+    """Per row, its pairs whose proxy order differs from the paper's; Kendall's tau."""
+    from scipy.stats import kendalltau
+
+    disagreements: dict[str, list[str]] = {r: [] for r in cells["row"]}
+    rows = cells.set_index("row")
+    for a, b in combinations(rows.index, 2):
+        paper = float(rows.at[a, "reported"]) - float(rows.at[b, "reported"])
+        proxy = rows.at[a, "mean"] - rows.at[b, "mean"]
+        if paper == 0 or (paper > 0) == (proxy > 0):
+            continue
+        noise = "within seed noise" if abs(proxy) <= rows.at[a, "std"] + rows.at[b, "std"] else "beyond seed noise"
+        for this, other, sign in ((a, b, 1), (b, a, -1)):
+            disagreements[this].append(f"vs {other}: paper {sign * paper:+.1f}, proxy {sign * proxy:+.2f} ({noise})")
+    tau = None
+    if len(rows) >= 2:
+        tau = float(kendalltau(rows["reported"].astype(float), rows["mean"]).statistic)
+        tau = None if tau != tau else tau  # NaN when either side has no spread
+    return disagreements, tau
+
+
+def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
+    """Long-form table of the trained metrics, and per metric the trend summary."""
+    from training.experiments import summarize
+
+    reported = runner.load_reported(spec.table)
+    declared = dict(experiments_of(spec, fidelity))
+    lines = []
+    for _, cell in reported.iterrows():
+        experiment = declared.get(cell["row"])
+        if experiment is None or cell["metric"] not in experiment.metrics:
+            continue
+        runs = results.get(cell["row"], [])
+        values = [r["metrics"][cell["metric"]] for r in runs if r["metrics"].get(cell["metric"]) is not None]
+        line = {"table": spec.table, "row": cell["row"], "metric": cell["metric"], "unit": cell["unit"],
+                "reported": cell["value"], "fidelity": fidelity, "delta": "", "rel_delta": "",
+                "seeds": ",".join(str(r["seed"]) for r in runs)}
+        if not values:
+            line.update(measured="", std="", status="not_measured", note="no value (every seed gave none)")
+        else:
+            mean, std = summarize(values)
+            line.update(measured=f"{mean:.4f}", std=f"{std:.4f}", mean=mean, std_value=std,
+                        note=f"{fidelity}: {experiment.describe()}; mean ± std over {len(values)} seeds")
+            if not cell["value"]:
+                line["status"] = "not_measured"
+                line["note"] += "; the paper prints no value to compare with"
+            elif fidelity == "full":
+                line["delta"] = f"{mean - float(cell['value']):+.4f}"
+                line["status"] = "match" if runner.rounds_to(mean, cell["value"]) else "off"
+            else:
+                line["status"] = TREND_PENDING
+        lines.append(line)
+    df = pd.DataFrame(lines, columns=COLUMNS + ["mean", "std_value"])
+    trends = {}
+    for metric, group in df[df["status"] == TREND_PENDING].groupby("metric"):
+        cells = group.assign(std=group["std_value"]).loc[:, ["row", "reported", "mean", "std"]]
+        disagreements, tau = _trend(cells)
+        trends[metric] = {"kendall_tau": tau, "rows": len(cells),
+                          "disagreeing_pairs": sum(map(len, disagreements.values())) // 2}
+        for index, r in group.iterrows():
+            wrong = disagreements[r["row"]]
+            df.at[index, "status"] = "trend_disagrees" if wrong else "trend_agrees"
+            if wrong:
+                df.at[index, "note"] += "; order differs from the paper: " + "; ".join(wrong)
+    return df.reindex(columns=COLUMNS).fillna(""), trends
+
+
+def to_markdown(df: pd.DataFrame, spec: TableSpec, fidelity: str, trends: dict, seeds) -> str:
+    lines = [f"# Table {spec.table}: {spec.title} ({fidelity} fidelity)", "",
+             f"Measured = mean ± std over seeds {', '.join(map(str, seeds))} of this suite's training and "
+             "evaluation; reported = the paper's printed value. Generated by "
+             f"`python run_all.py --tables {spec.table} --fidelity {fidelity}`; do not edit.", ""]
+    if fidelity == "proxy":
+        lines.append("Proxy numbers come from other data at a smaller scale: compare them with the paper "
+                     "as trends (the order of rows), not as values.")
+        for metric, t in trends.items():
+            tau = "n/a" if t["kendall_tau"] is None else f"{t['kendall_tau']:+.2f}"
+            lines.append(f"- {metric}: Kendall tau with the paper {tau} over {t['rows']} rows; "
+                         f"{t['disagreeing_pairs']} pair(s) ordered unlike the paper")
+        lines.append("")
+    lines += ["| row | metric | reported | measured | std | seeds | status | note |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in
+                                        ("row", "metric", "reported", "measured", "std", "seeds", "status", "note"))
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
+                      progress: bool = True, strategy: str = "default", precision: str = "auto",
+                      smoke_test: bool = False) -> pd.DataFrame:
+    """Run, compare and (unless a smoke test) write one table at a training fidelity."""
+    results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test)
+    df, trends = build_trained_table(spec, fidelity, results)
+    if smoke_test:
+        return df  # capped runs are checks of the code path, never results: nothing is written
+    stem = output_stem(spec, fidelity)
+    runner.write_atomic(runner.TABLES_DIR / f"{stem}.csv", df.to_csv(index=False))
+    runner.write_atomic(runner.TABLES_DIR / f"{stem}.md", to_markdown(df, spec, fidelity, trends, seeds))
+    provenance = runner.provenance(spec, fidelity, seeds)
+    provenance.update(config_hash=fingerprint(spec), trends=trends, strategy=strategy, precision=precision,
+                      experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)})
+    runner.write_atomic(runner.TABLES_DIR / f"{stem}.provenance.json", json.dumps(provenance, indent=1) + "\n")
+    return df
