@@ -51,6 +51,14 @@ def parse_tables(text: str | None) -> list[int]:
     return sorted(set(chosen))
 
 
+def shown(path) -> str:
+    """A path as printed: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(runner.ROOT))
+    except ValueError:
+        return str(path)
+
+
 def parse_seeds(text: str | None) -> tuple[int, ...]:
     if text is None:
         return PROXY_SEEDS
@@ -70,7 +78,7 @@ def run_trained(args, tables: list[int]) -> int:
     seeds = parse_seeds(args.seeds)
     specs = [importlib.import_module(TABLES[n]).SPEC for n in tables]
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
-        specs = [s for s in specs if (s.proxy if args.fidelity == "proxy" else s.full)]
+        specs = [s for s in specs if trained.declared(s, args.fidelity)]
     for spec in specs:
         trained.experiments_of(spec, args.fidelity)  # fail before any training if one is undeclared
     for spec in specs:
@@ -82,9 +90,10 @@ def run_trained(args, tables: list[int]) -> int:
                 print(f"  {r['row']} {r['metric']}: {r['measured']} (seeds {r['seeds']})")
             continue
         status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
-        print(f"table {spec.table}: tables/{trained.output_stem(spec, args.fidelity)}.csv ({status})")
+        print(f"table {spec.table}: {shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
+              f"({status})")
     if not args.smoke_test:
-        print(f"report: {report.write().relative_to(runner.ROOT)}")
+        print(f"report: {shown(report.write())}")
     return 0
 
 
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{fig}: " + ", ".join(str(p.relative_to(runner.ROOT)) for p in written))
         from reproductions import report
 
-        print(f"report: {report.write().relative_to(runner.ROOT)}")
+        print(f"report: {shown(report.write())}")
         counts = {p: runner.measure_counts(p) for n in tables
                   for p in importlib.import_module(TABLES[n]).SPEC.presets}
         if args.update_golden:

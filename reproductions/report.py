@@ -32,6 +32,7 @@ STATUS_TEXT = {
     "off": "off",
     "trend_agrees": "trend agrees",
     "trend_disagrees": "trend disagrees",
+    "no_trend": "one row: no trend",
     "not_measured": "not measured at this fidelity",
     "reported_only": "reported only",
 }

@@ -36,6 +36,8 @@ SPEC = TableSpec(
     table=1,
     title="ImageNet validation set (BN, PS, Full ablation)",
     rows=ROWS,
+    not_measured_note="Top-1: measured at the proxy fidelity (tables/table1.proxy.md) and the full "
+                      "fidelity (--data-dir), not by counting",
     proxy=tuple((r.row, classification_proxy(r.preset)) for r in ROWS if r.preset),
     full=tuple((r.row, imagenet_full(r.preset)) for r in ROWS if r.preset),
 )

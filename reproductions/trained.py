@@ -28,12 +28,18 @@ MIN_PROXY_SEEDS = 3
 TREND_PENDING = "trend"
 
 
+def declared(spec: TableSpec, fidelity: str) -> tuple:
+    """The (row, Experiment) pairs a table declares at a training fidelity (maybe none)."""
+    return spec.proxy if fidelity == "proxy" else spec.full
+
+
 def experiments_of(spec: TableSpec, fidelity: str) -> tuple:
-    declared = spec.proxy if fidelity == "proxy" else spec.full
-    if not declared:
+    """The declared pairs; a one-line error for a table that declares none."""
+    pairs = declared(spec, fidelity)
+    if not pairs:
         raise ReproductionError(f"table {spec.table} declares no {fidelity} experiments yet; it runs at "
                                 f"fidelity count (python run_all.py --tables {spec.table})")
-    return declared
+    return pairs
 
 
 def fingerprint(spec: TableSpec) -> str:
@@ -60,15 +66,15 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     from training import experiments
     from training.engine import TrainingError
 
-    declared = experiments_of(spec, fidelity)
+    pairs = experiments_of(spec, fidelity)
     if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
         raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
                                 f"got {len(seeds)}")
     results: dict[str, list[dict]] = {}
-    bar = tqdm(total=len(declared) * len(seeds), desc=f"table {spec.table} {fidelity}", unit="run",
+    bar = tqdm(total=len(pairs) * len(seeds), desc=f"table {spec.table} {fidelity}", unit="run",
                disable=True if not progress else None)
     try:
-        for row, experiment in declared:
+        for row, experiment in pairs:
             if smoke_test:
                 recipe = dataclasses.replace(experiment.recipe, batch_size=2, warmup_steps=0)
                 experiment = dataclasses.replace(experiment, recipe=recipe)
@@ -95,8 +101,8 @@ def _trend(cells: pd.DataFrame) -> tuple[dict[str, list[str]], float | None]:
     for a, b in combinations(rows.index, 2):
         paper = float(rows.at[a, "reported"]) - float(rows.at[b, "reported"])
         proxy = rows.at[a, "mean"] - rows.at[b, "mean"]
-        if paper == 0 or (paper > 0) == (proxy > 0):
-            continue
+        if paper == 0 or (proxy != 0 and (paper > 0) == (proxy > 0)):
+            continue  # the paper ties them, or the proxy orders them as the paper does (a tie does not)
         noise = "within seed noise" if abs(proxy) <= rows.at[a, "std"] + rows.at[b, "std"] else "beyond seed noise"
         for this, other, sign in ((a, b, 1), (b, a, -1)):
             disagreements[this].append(f"vs {other}: paper {sign * paper:+.1f}, proxy {sign * proxy:+.2f} ({noise})")
@@ -112,10 +118,10 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
     from training.experiments import summarize
 
     reported = runner.load_reported(spec.table)
-    declared = dict(experiments_of(spec, fidelity))
+    by_row = dict(experiments_of(spec, fidelity))
     lines = []
     for _, cell in reported.iterrows():
-        experiment = declared.get(cell["row"])
+        experiment = by_row.get(cell["row"])
         if experiment is None or cell["metric"] not in experiment.metrics:
             continue
         runs = results.get(cell["row"], [])
@@ -147,6 +153,10 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
                           "disagreeing_pairs": sum(map(len, disagreements.values())) // 2}
         for index, r in group.iterrows():
             wrong = disagreements[r["row"]]
+            if len(group) < 2:
+                df.at[index, "status"] = "no_trend"
+                df.at[index, "note"] += "; the only row measured: no order to compare with the paper's"
+                continue
             df.at[index, "status"] = "trend_disagrees" if wrong else "trend_agrees"
             if wrong:
                 df.at[index, "note"] += "; order differs from the paper: " + "; ".join(wrong)

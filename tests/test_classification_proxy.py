@@ -16,16 +16,21 @@ def write_idx(path, array):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.fixture
-def fake_fashion_mnist(tmp_path, monkeypatch):
-    """Six images per class with known pixels: image i is filled with value i."""
+def write_fake_fashion_mnist(directory):
+    """Six images per class with known pixels, in both splits: image i is filled with value i
+    and has label i % 10."""
     labels = np.tile(np.arange(10), 6)
     images = np.arange(60, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
-    for split, (image_file, label_file) in classification_proxy.FILES.items():
-        write_idx(tmp_path / image_file, images)
-        write_idx(tmp_path / label_file, labels)
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    for image_file, label_file in classification_proxy.FILES.values():
+        write_idx(directory / image_file, images)
+        write_idx(directory / label_file, labels)
     return images, labels
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    return write_fake_fashion_mnist(tmp_path)
 
 
 def test_read_idx_round_trips(fake_fashion_mnist):

@@ -1,5 +1,8 @@
 """The training fidelities' table: mean and std over seeds, trend comparison with the paper."""
 
+import json
+
+import pandas as pd
 import pytest
 
 from reproductions import runner, trained
@@ -60,3 +63,59 @@ def test_a_table_without_experiments_says_so():
 
     with pytest.raises(runner.ReproductionError, match="declares no proxy experiments"):
         trained.experiments_of(TABLE2, "proxy")
+
+
+def test_a_single_measured_row_has_no_trend():
+    df, trends = table({"resnet50": [70, 71, 72]})
+    status = df.set_index("row")["status"]
+    assert status["resnet50"] == "no_trend" and trends["Top-1"]["kendall_tau"] is None
+    assert set(status.drop("resnet50")) == {"not_measured"}           # declared rows without results
+
+
+@pytest.fixture
+def tiny_table1(tmp_path, monkeypatch):
+    """Tab. 1 with two cheap proxy rows (2 training steps) on a 2-image-per-class Fashion-MNIST
+    fixture, every output and cache redirected to tmp_path."""
+    import dataclasses
+
+    import reproductions.table1 as table1
+    from reproductions import report
+    from training import experiments
+    from training.engine import Recipe
+
+    from tests.test_classification_proxy import write_fake_fashion_mnist
+
+    write_fake_fashion_mnist(tmp_path)
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path / "experiments")
+    monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tmp_path / "proxy-data")
+    monkeypatch.setattr(runner, "TABLES_DIR", tmp_path / "tables")
+    monkeypatch.setattr(report, "REPORT_FILE", tmp_path / "report" / "index.html")
+    data = experiments.Data("fashion-mnist", train=2, val=1)
+    recipe = Recipe(steps=2, batch_size=4, crop_size=(32, 32))
+    proxy = tuple((row, experiments.Experiment(preset, data, recipe, (32, 32)))
+                  for row, preset in (("resnet50", "resnet50"), ("conv-stem-attention-bn", "resnet50")))
+    monkeypatch.setattr(table1, "SPEC", dataclasses.replace(table1.SPEC, proxy=proxy))
+    return tmp_path
+
+
+def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsys):
+    import run_all
+
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--quiet"]) == 0
+    written = pd.read_csv(tiny_table1 / "tables" / "table1.proxy.csv", dtype=str, keep_default_na=False)
+    assert list(written.columns) == trained.COLUMNS
+    assert list(written["row"]) == ["resnet50", "conv-stem-attention-bn"]
+    assert set(written["seeds"]) == {"0,1,2"} and set(written["fidelity"]) == {"proxy"}
+    assert set(written["status"]) <= {"trend_agrees", "trend_disagrees"}
+    for value in written["measured"].astype(float):
+        assert 0 <= value <= 100 and round(value * 10 / 100 * 3) == pytest.approx(value * 10 / 100 * 3)
+    provenance = json.loads((tiny_table1 / "tables" / "table1.proxy.provenance.json").read_text())
+    assert provenance["seeds"] == [0, 1, 2] and provenance["config_hash"] == trained.fingerprint(
+        __import__("reproductions.table1", fromlist=["SPEC"]).SPEC)
+    assert "Tab. 1 at proxy fidelity" in (tiny_table1 / "report" / "index.html").read_text()
+    # A smoke test runs the same path capped, prints, and writes nothing.
+    before = {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()}
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
+    assert "smoke test (2 steps of batch 2, not results; nothing written)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
