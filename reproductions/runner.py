@@ -385,8 +385,9 @@ def table_fingerprint(spec: TableSpec) -> str:
     return digest.hexdigest()[:16]
 
 
-def provenance(spec: TableSpec, fidelity: str, seeds: tuple = ()) -> dict:
-    """Where a table's numbers come from: code, configuration, libraries, machine, date."""
+def provenance(spec: TableSpec, fidelity: str, seeds: tuple = (), config_hash: str | None = None) -> dict:
+    """Where a table's numbers come from: code, configuration, libraries, machine, date.
+    `config_hash` defaults to the count tables' `table_fingerprint`."""
     import datetime
     import platform
     import subprocess
@@ -408,7 +409,7 @@ def provenance(spec: TableSpec, fidelity: str, seeds: tuple = ()) -> dict:
     return {
         "table": spec.table,
         "fidelity": fidelity,
-        "config_hash": table_fingerprint(spec),
+        "config_hash": config_hash or table_fingerprint(spec),
         "commit": commit,
         "seeds": list(seeds),
         "libraries": {"python": platform.python_version(), "tensorflow": tf.__version__,

@@ -151,12 +151,12 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
         disagreements, tau = _trend(cells)
         trends[metric] = {"kendall_tau": tau, "rows": len(cells),
                           "disagreeing_pairs": sum(map(len, disagreements.values())) // 2}
+        if len(group) < 2:
+            df.loc[group.index, "status"] = "no_trend"
+            df.loc[group.index, "note"] += "; the only row measured: no order to compare with the paper's"
+            continue
         for index, r in group.iterrows():
             wrong = disagreements[r["row"]]
-            if len(group) < 2:
-                df.at[index, "status"] = "no_trend"
-                df.at[index, "note"] += "; the only row measured: no order to compare with the paper's"
-                continue
             df.at[index, "status"] = "trend_disagrees" if wrong else "trend_agrees"
             if wrong:
                 df.at[index, "note"] += "; order differs from the paper: " + "; ".join(wrong)
@@ -195,8 +195,8 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     stem = output_stem(spec, fidelity)
     runner.write_atomic(runner.TABLES_DIR / f"{stem}.csv", df.to_csv(index=False))
     runner.write_atomic(runner.TABLES_DIR / f"{stem}.md", to_markdown(df, spec, fidelity, trends, seeds))
-    provenance = runner.provenance(spec, fidelity, seeds)
-    provenance.update(config_hash=fingerprint(spec), trends=trends, strategy=strategy, precision=precision,
+    provenance = runner.provenance(spec, fidelity, seeds, config_hash=fingerprint(spec))
+    provenance.update(trends=trends, strategy=strategy, precision=precision,
                       experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)})
     runner.write_atomic(runner.TABLES_DIR / f"{stem}.provenance.json", json.dumps(provenance, indent=1) + "\n")
     return df
