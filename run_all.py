@@ -5,6 +5,7 @@
     python run_all.py --tables 1 --fidelity count
     python run_all.py --tables 1 --fidelity proxy              # small offline training runs, 3 seeds
     python run_all.py --tables 1 --fidelity full --data-dir /data [--strategy mirrored]
+    python run_all.py --tables 1 --fidelity proxy --backend jax
 
 Writes tables/table<N>.csv (long form: table,row,metric,unit,reported,measured,
 fidelity,delta,rel_delta,status,note) and tables/table<N>.md, and with --figures
@@ -12,22 +13,23 @@ fidelity,delta,rel_delta,status,note) and tables/table<N>.md, and with --figures
 under .cache/counts/ and recomputed when the model code changes.  The proxy and full
 fidelities write tables/table<N>.<fidelity>.csv/.md (reproductions/trained.py); their
 runs resume from checkpoints under .cache/experiments/ and are cached when finished.
+
+Arguments are checked before TensorFlow or JAX is loaded, so `--help` and bad input answer
+at once; the libraries' start-up notices are kept off the terminal (runtime/backend.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import re
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from runtime import backend
+from training.recipe import PRECISIONS, STRATEGIES
 
-from models import presets  # noqa: E402
-from reproductions import runner  # noqa: E402
-from training.engine import PRECISIONS, STRATEGIES  # noqa: E402
-from training.experiments import PROXY_SEEDS  # noqa: E402
-
+FIDELITIES = ("count", "proxy", "full")
+DEFAULT_SEEDS = (0, 1, 2)  # training.experiments.PROXY_SEEDS, without importing it
 # One reproduction module per paper table.
 TABLES = {n: f"reproductions.table{n}" for n in range(1, 10)}
 # Figures: (module, tables whose results it plots).
@@ -37,6 +39,19 @@ FIGURES = {
     "Tab. 7 span ablation": ("reproductions.span_figure", (7,)),
     "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
+# Flags that only mean something when training; at count fidelity they are refused, not ignored.
+TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test")
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but its errors are one line (no usage dump): `error: ... (see --help)`."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
 
 
 def parse_tables(text: str | None) -> list[int]:
@@ -46,61 +61,31 @@ def parse_tables(text: str | None) -> list[int]:
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or not 1 <= int(part) <= 9:
-            raise runner.ReproductionError(f"unknown table {part!r}: the paper has tables 1-9")
+            raise UsageError(f"unknown table {part!r}: the paper has tables 1-9")
         chosen.append(int(part))
     return sorted(set(chosen))
 
 
-def shown(path) -> str:
-    """A path as printed: relative to the repository when inside it."""
-    try:
-        return str(path.relative_to(runner.ROOT))
-    except ValueError:
-        return str(path)
-
-
 def parse_seeds(text: str | None) -> tuple[int, ...]:
     if text is None:
-        return PROXY_SEEDS
+        return DEFAULT_SEEDS
     parts = [p.strip() for p in text.split(",")]
     if not all(p.isdigit() for p in parts):
-        raise runner.ReproductionError(f"--seeds takes comma-separated non-negative integers, got {text!r}")
-    return tuple(dict.fromkeys(int(p) for p in parts))
-
-
-def run_trained(args, tables: list[int]) -> int:
-    """The proxy and full fidelities: every chosen table's declared experiments."""
-    from reproductions import report, trained
-
-    if args.fidelity == "full" and not args.data_dir:
-        raise runner.ReproductionError("--fidelity full needs --data-dir (a folder holding imagenet/, coco/, "
-                                       "cityscapes/, mapillary/; see README)")
-    seeds = parse_seeds(args.seeds)
-    specs = [importlib.import_module(TABLES[n]).SPEC for n in tables]
-    if args.tables is None:  # everything: the tables that declare experiments at this fidelity
-        specs = [s for s in specs if trained.declared(s, args.fidelity)]
-    for spec in specs:
-        trained.experiments_of(spec, args.fidelity)  # fail before any training if one is undeclared
-    for spec in specs:
-        df = trained.run_trained_table(spec, args.fidelity, seeds, args.data_dir, not args.quiet,
-                                       args.strategy, args.precision, args.smoke_test)
-        if args.smoke_test:
-            print(f"table {spec.table} smoke test (2 steps of batch 2, not results; nothing written):")
-            for _, r in df.iterrows():
-                print(f"  {r['row']} {r['metric']}: {r['measured']} (seeds {r['seeds']})")
-            continue
-        status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
-        print(f"table {spec.table}: {shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
-              f"({status})")
-    if not args.smoke_test:
-        print(f"report: {shown(report.write())}")
-    return 0
+        raise UsageError(f"--seeds takes comma-separated non-negative integers, got {text!r}")
+    seeds = [int(p) for p in parts]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seeds lists seed {', '.join(map(str, repeated))} more than once: each seed is "
+                         "one independent run")
+    return tuple(seeds)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
+        prog="python run_all.py",
         description="Reproduce the tables and figures of Axial-DeepLab (ECCV 2020): measured "
-                    "numbers next to the paper's, per cell, written to tables/ and figures/.",
+                    "numbers next to the paper's, per cell, written to tables/ and figures/, and an "
+                    "HTML report (report/index.html).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Fidelities: count = Params and M-Adds from the architecture (exact, seconds); "
                "proxy = small offline training runs on real pixels (Fashion-MNIST, the panoptic "
@@ -112,84 +97,182 @@ def make_parser() -> argparse.ArgumentParser:
                         help="paper tables to run, e.g. 1,9 (default: every available table)")
     parser.add_argument("--figures", action="store_true",
                         help="also draw the figures whose tables ran (default when --tables is absent)")
-    parser.add_argument("--fidelity", choices=runner.FIDELITIES, default="count",
+    parser.add_argument("--fidelity", choices=FIDELITIES, default="count",
                         help="count (default), proxy or full")
+    parser.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow); the JAX backend "
+                             "runs without TensorFlow (e.g. on a GPU machine that has only JAX)")
     parser.add_argument("--data-dir", help="full fidelity: folder holding imagenet/, coco/, cityscapes/, "
                                            "mapillary/ (see README, 'Full fidelity')")
     parser.add_argument("--seeds", default=None, metavar="S[,S...]",
                         help="training seeds (default 0,1,2; proxy needs at least 3)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
-                        help="tf.distribute strategy for training (multi-worker reads TF_CONFIG)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto: mixed_bfloat16 on TPU, mixed_float16 on tensor-core GPUs, else float32")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="tf.distribute strategy for training (default: one device; multi-worker "
+                             "reads TF_CONFIG)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="auto (default): mixed_bfloat16 on TPU, mixed_float16 on tensor-core GPUs, "
+                             "else float32")
     parser.add_argument("--smoke-test", action="store_true",
                         help="training fidelities: 2 steps of batch 2 per experiment and seed, to check the "
                              "code path end to end; prints the metrics and writes no table")
     parser.add_argument("--check", action="store_true",
-                        help="CI comparison: exit non-zero if a count differs from the golden "
-                             "counts or a cell is outside tolerance and not a recorded finding")
+                        help="CI comparison, writing nothing: exit non-zero if a count differs from the "
+                             "golden counts, a cell is outside tolerance and not a recorded finding, or a "
+                             "table on disk differs from what the code produces")
     parser.add_argument("--update-golden", action="store_true",
                         help="record the measured counts as reproductions/golden_counts.json "
                              "(on purpose, in the commit that changes a model)")
+    parser.add_argument("--output-dir", metavar="DIR", default=None,
+                        help="write tables/, figures/ and report/ under DIR instead of the repository")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    try:
-        tables = parse_tables(args.tables)
-        if args.fidelity != "count":
-            if args.check or args.update_golden:
-                raise runner.ReproductionError("--check and --update-golden compare counts: use --fidelity count")
-            return run_trained(args, tables)
-        figures = args.figures or args.tables is None
-        # Count every pass the run needs in one pool of workers before any table is written.
-        passes = [(p.model, size) for n in tables
-                  for p in map(presets.get, importlib.import_module(TABLES[n]).SPEC.presets)
-                  for size in p.inference_runs()]
-        if figures:
-            passes += [job for module, needs in FIGURES.values() if all(t in tables for t in needs)
-                       for job in getattr(importlib.import_module(module), "passes", list)()]
-        runner.prefetch(passes, progress=not args.quiet)
-        results = {}
-        for n in tables:
-            module = importlib.import_module(TABLES[n])
-            results[n] = runner.run_table(module.SPEC, args.fidelity, progress=not args.quiet)
-            df = results[n]
-            err = runner.mean_abs_rel_error(df, "M-Adds")
-            status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
-            print(f"table {n}: tables/table{n}.csv ({status}"
-                  + (f"; M-Adds mean |rel. error| {100 * err:.2f} %" if err is not None else "") + ")")
-        if figures:
-            for fig, (module, needs) in FIGURES.items():
-                if all(t in results for t in needs):
-                    written = importlib.import_module(module).main(results)
-                    print(f"{fig}: " + ", ".join(str(p.relative_to(runner.ROOT)) for p in written))
+def normalise_argv(argv: list[str]) -> list[str]:
+    """`--seeds -1,0` would read as an unknown flag; pass it as `--seeds=-1,0` so the seed
+    check can say what is wrong with it."""
+    out = list(argv)
+    for i, token in enumerate(out[:-1]):
+        if token == "--seeds" and re.match(r"^-\d", out[i + 1]):
+            out[i:i + 2] = [f"--seeds={out[i + 1]}"]
+            break
+    return out
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """Parse and validate everything that needs no library; UsageError on bad input."""
+    args = make_parser().parse_args(normalise_argv(argv))
+    args.table_list = parse_tables(args.tables)
+    if args.fidelity == "count":
+        given = [f"--{name.replace('_', '-')}" for name in TRAINING_FLAGS if getattr(args, name) not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only applies to the training fidelities (--fidelity proxy "
+                             "or full); count fidelity trains nothing")
+    else:
+        if args.check or args.update_golden:
+            raise UsageError("--check and --update-golden compare counts: use --fidelity count")
+        if args.figures:
+            raise UsageError("--figures draws the count figures: use --fidelity count")
+        if args.fidelity == "full" and not args.data_dir:
+            raise UsageError("--fidelity full needs --data-dir (a folder holding imagenet/, coco/, "
+                             "cityscapes/, mapillary/; see README)")
+        if args.fidelity == "proxy" and args.data_dir:
+            raise UsageError("--data-dir applies to --fidelity full; the proxy data are built in")
+    args.seed_list = parse_seeds(args.seeds)
+    args.strategy = args.strategy or "default"
+    args.precision = args.precision or "auto"
+    return args
+
+
+def run_trained(args) -> int:
+    """The proxy and full fidelities: every chosen table's declared experiments."""
+    from reproductions import report, runner, trained
+
+    specs = [importlib.import_module(TABLES[n]).SPEC for n in args.table_list]
+    if args.tables is None:  # everything: the tables that declare experiments at this fidelity
+        specs = [s for s in specs if trained.declared(s, args.fidelity)]
+    for spec in specs:
+        trained.experiments_of(spec, args.fidelity)  # fail before any training if one is undeclared
+    for spec in specs:
+        df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
+                                       args.strategy, args.precision, args.smoke_test)
+        if args.smoke_test:
+            print(f"table {spec.table} smoke test (2 steps of batch 2, not results; nothing written):")
+            for _, r in df.iterrows():
+                print(f"  {r['row']} {r['metric']}: {r['measured']} (seeds {r['seeds']})")
+            continue
+        status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
+        print(f"table {spec.table}: {runner.shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
+              f"({status})")
+    if not args.smoke_test:
+        print(f"report: {runner.shown(report.write())}")
+    return 0
+
+
+def run_counts(args) -> int:
+    """The count fidelity: every chosen table, the figures, the report; or the CI check."""
+    from models import presets
+    from reproductions import runner
+
+    tables = args.table_list
+    write = not args.check
+    figures = write and (args.figures or args.tables is None)
+    # Count every pass the run needs in one pool of workers before any table is written.
+    passes = [(p.model, size) for n in tables
+              for p in map(presets.get, importlib.import_module(TABLES[n]).SPEC.presets)
+              for size in p.inference_runs()]
+    if figures:
+        passes += [job for module, needs in FIGURES.values() if all(t in tables for t in needs)
+                   for job in getattr(importlib.import_module(module), "passes", list)()]
+    runner.prefetch(passes, progress=not args.quiet)
+    results, stale = {}, []
+    for n in tables:
+        spec = importlib.import_module(TABLES[n]).SPEC
+        df, differing = runner.run_table(spec, args.fidelity, progress=not args.quiet, write=write)
+        results[n], stale = df, stale + differing
+        err = runner.mean_abs_rel_error(df, "M-Adds")
+        status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
+        print(f"table {n}: {runner.shown(runner.TABLES_DIR / f'table{n}.csv')} ({status}"
+              + (f"; M-Adds mean |rel. error| {100 * err:.2f} %" if err is not None else "") + ")")
+    if figures:
+        for fig, (module, needs) in FIGURES.items():
+            if all(t in results for t in needs):
+                written = importlib.import_module(module).main(results)
+                print(f"{fig}: " + ", ".join(runner.shown(p) for p in written))
+    if write:
         from reproductions import report
 
-        print(f"report: {shown(report.write())}")
-        counts = {p: runner.measure_counts(p) for n in tables
-                  for p in importlib.import_module(TABLES[n]).SPEC.presets}
-        if args.update_golden:
-            runner.update_golden(counts)
-            print(f"golden counts updated for {len(counts)} presets: "
-                  f"{runner.GOLDEN_FILE.relative_to(runner.ROOT)}")
-        if args.check:
-            failures, known = runner.check(results, counts)
-            for line in known:
-                print(f"known finding: {line}")
-            for line in failures:
-                print(f"CHECK FAILED: {line}", file=sys.stderr)
-            if failures:
-                print(f"check: {len(failures)} failure(s)", file=sys.stderr)
-                return 1
-            print(f"check passed: {len(counts)} presets equal their golden counts; "
-                  f"{len(known)} cells off the paper are recorded findings")
-        return 0
-    except runner.ReproductionError as error:
+        print(f"report: {runner.shown(report.write())}")
+    counts = {p: runner.measure_counts(p) for n in tables
+              for p in importlib.import_module(TABLES[n]).SPEC.presets}
+    if args.update_golden:
+        runner.update_golden(counts)
+        print(f"golden counts updated for {len(counts)} presets: {runner.shown(runner.GOLDEN_FILE)}")
+    if args.check:
+        failures, known = runner.check(results, counts)
+        failures += [f"{path} differs from what the code produces: run `python run_all.py` and commit it"
+                     for path in stale]
+        for line in known:
+            print(f"known finding: {line}")
+        for line in failures:
+            print(f"CHECK FAILED: {line}", file=sys.stderr)
+        if failures:
+            print(f"check: {len(failures)} failure(s)", file=sys.stderr)
+            return 1
+        print(f"check passed: {len(counts)} presets equal their golden counts; {len(known)} cells off the "
+              "paper are recorded findings; the tables on disk are what the code produces")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse_arguments(argv)
+        backend.choose(args.backend)
+    except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except backend.BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+
+    from data.coco_panoptic import DatasetError
+    from reproductions import runner
+    from runtime.files import WriteError
+
+    try:
+        if args.output_dir:
+            runner.use_output_dir(args.output_dir)
+        return run_counts(args) if args.fidelity == "count" else run_trained(args)
+    except (runner.ReproductionError, WriteError, DatasetError, backend.BackendError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished counts and training checkpoints are kept; run the same command "
+              "again to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

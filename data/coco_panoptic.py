@@ -66,6 +66,11 @@ def records(root: str | Path, dataset: str, split: str) -> tuple[list[Record], d
         images = {i["id"]: i for i in data.get("images", [])}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise DatasetError(f"{json_path} is not a COCO panoptic JSON ({error})") from None
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        raise DatasetError(f"{json_path} is not a COCO panoptic JSON ('annotations' must be a list of "
+                           "objects, one per image)")
+    if not annotations:
+        raise DatasetError(f"{json_path} lists no annotations: the {split} split has no images to read")
     out = []
     for ann in annotations:
         try:
@@ -75,7 +80,7 @@ def records(root: str | Path, dataset: str, split: str) -> tuple[list[Record], d
                                                    bool(categories[int(s["category_id"])].get("isthing", 0)),
                                                    bool(s.get("iscrowd", 0)))
                         for s in ann["segments_info"]}
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DatasetError(f"{json_path}: annotation of image {ann.get('image_id')!r} is malformed "
                                f"({error!r})") from None
         # Cityscapes keeps images in one folder per city ("frankfurt_000000_000294_leftImg8bit.png").

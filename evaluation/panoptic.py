@@ -5,8 +5,13 @@
 
 Prints the same per-class and All / Things / Stuff table as the official script
 (COCO panopticapi, Cityscapes' evalPanopticSemanticLabeling).  A PNG holds segment ids
-as R + 256 G + 256^2 B; the JSON describes each segment (id, category_id, iscrowd).
+as R + 256 G + 256^2 B; the JSON describes each segment (id, category_id, iscrowd, area).
 Bad input stops with a one-line error naming the file and exit code 2.
+
+Like the official script, ground-truth areas are the JSON's `area` fields and ground-truth
+PNG ids the JSON does not describe are skipped (evaluation/panoptic_quality.py); where the
+input does either, one note line on stderr says so, naming the first PNG concerned, and the
+result is the official one.
 """
 
 from __future__ import annotations
@@ -64,9 +69,11 @@ def load_png(folder: str, file_name: str) -> np.ndarray:
     return rgb_to_id(array)
 
 
-def segments_of(annotation: dict, json_path: str) -> dict[int, Segment]:
+def segments_of(annotation: dict, json_path: str, with_area: bool = False) -> dict[int, Segment]:
+    """The JSON's segments of one image; ground truth keeps the JSON area (the official rule)."""
     try:
-        return {int(s["id"]): Segment(int(s["category_id"]), bool(s.get("iscrowd", 0)))
+        return {int(s["id"]): Segment(int(s["category_id"]), bool(s.get("iscrowd", 0)),
+                                      int(s["area"]) if with_area and "area" in s else None)
                 for s in annotation["segments_info"]}
     except (KeyError, TypeError, ValueError):
         raise InputError(f"segments_info of image {annotation['image_id']!r} lacks id or category_id: "
@@ -80,6 +87,8 @@ def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder
         if not os.path.isdir(folder):
             raise InputError(f"{what} folder not found: {folder}")
     gt_json = load_json(gt_json_file, "ground-truth")
+    if not gt_json["annotations"]:
+        raise InputError(f"nothing to evaluate: the ground-truth JSON lists no annotations: {gt_json_file}")
     pred_json = load_json(pred_json_file, "prediction")
     categories = {int(c["id"]): c for c in gt_json["categories"]}
     metric = PanopticQuality({cid: bool(c.get("isthing", 0)) for cid, c in categories.items()})
@@ -87,6 +96,7 @@ def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder
 
     from tqdm import tqdm
 
+    area_differs, undescribed = [], []  # (PNG, count) where the official rules change the result
     for gt_ann in tqdm(gt_json["annotations"], desc="images", unit="img", file=sys.stderr,
                        disable=None if progress else True):
         pred_ann = predictions.get(gt_ann["image_id"])
@@ -94,7 +104,16 @@ def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder
             raise InputError(f"no prediction for image {gt_ann['image_id']!r} in {pred_json_file}")
         gt_ids = load_png(gt_folder, gt_ann["file_name"])
         pred_ids = load_png(pred_folder, pred_ann["file_name"])
-        gt_segments = segments_of(gt_ann, gt_json_file)
+        gt_segments = segments_of(gt_ann, gt_json_file, with_area=True)
+        gt_png = Path(gt_folder) / gt_ann["file_name"]
+        ids, counts = np.unique(gt_ids, return_counts=True)
+        pixels = dict(zip(ids.tolist(), counts.tolist()))
+        differing = sum(1 for k, s in gt_segments.items() if s.area is not None and s.area != pixels.get(k, 0))
+        if differing:
+            area_differs.append((gt_png, differing))
+        extra = len(set(pixels) - {0} - set(gt_segments))
+        if extra:
+            undescribed.append((gt_png, extra))
         pred_segments = segments_of(pred_ann, pred_json_file)
         pred_png = Path(pred_folder) / pred_ann["file_name"]
         in_png = set(np.unique(pred_ids).tolist()) - {0}
@@ -115,6 +134,17 @@ def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder
             metric.update(gt_ids, gt_segments, pred_ids, pred_segments)
         except ValueError as error:
             raise InputError(f"image {gt_ann['image_id']!r} ({gt_json_file}): {error}") from None
+    notes = []
+    if area_differs:
+        notes.append(f"{sum(n for _, n in area_differs)} ground-truth segment(s) in {len(area_differs)} image(s) "
+                     f"have a JSON area unlike their pixel count (first: {area_differs[0][0]}); PQ uses the JSON "
+                     "area, as the official script does")
+    if undescribed:
+        notes.append(f"{sum(n for _, n in undescribed)} ground-truth PNG id(s) in {len(undescribed)} image(s) are "
+                     f"not in the JSON (first: {undescribed[0][0]}); they are skipped, as the official script "
+                     "does")
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
     return metric.result(), categories
 
 
@@ -148,20 +178,21 @@ def main(argv=None) -> int:
     parser.add_argument("--pred_folder", required=True, help="folder of predicted panoptic PNGs")
     parser.add_argument("--json", help="also write the results (per split and per class) to this file")
     args = parser.parse_args(argv)
+    from runtime.files import WriteError, write_atomic
+
     try:
+        if args.json and Path(args.json).is_dir():  # before the evaluation, not after it
+            raise InputError(f"--json names a folder, not a file: {args.json}")
         results, categories = evaluate(args.gt_json_file, args.gt_folder, args.pred_json_file,
                                        args.pred_folder, progress=True)
-    except InputError as error:
+        print(format_results(results, categories))
+        if args.json:
+            serialisable = dict(results, per_class={str(k): v for k, v in results["per_class"].items()})
+            write_atomic(Path(args.json), json.dumps(serialisable, indent=2, sort_keys=True) + "\n")
+    except (InputError, WriteError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_results(results, categories))
-    if args.json:
-        from reproductions.runner import write_atomic
-
-        serialisable = dict(results, per_class={str(k): v for k, v in results["per_class"].items()})
-        write_atomic(Path(args.json), json.dumps(serialisable, indent=2, sort_keys=True) + "\n")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

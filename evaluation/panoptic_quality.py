@@ -10,6 +10,14 @@ Same rules as the official COCO panopticapi (Cityscapes' script is a copy of it)
 - per class PQ = sum IoU / (TP + FP/2 + FN/2), SQ = sum IoU / TP, RQ = TP / (TP + FP/2 + FN/2);
   classes with TP + FP + FN = 0 are skipped; All, Things and Stuff average the rest equally.
 
+Two rules that follow from the official code rather than the definition, kept so the numbers
+are the official ones (the paper's are official-script numbers):
+
+- a ground-truth segment's area is its JSON `area` when given (the official code never counts
+  ground-truth pixels), so a JSON area that disagrees with the PNG changes IoU;
+- a ground-truth PNG id absent from the JSON is skipped: it matches nothing and is not void,
+  so a prediction lying on it can still be a false positive.
+
 Streaming: `update` takes one image at a time and keeps only per-class sums, so memory does
 not grow with the dataset.  A split with no class to average (e.g. no stuff classes) gives
 `n = 0` and `None` for its scores instead of the official code's division by zero.
@@ -28,8 +36,11 @@ _OFFSET = 2**32  # pairs (gt id, pred id) packed into one uint64
 
 @dataclass
 class Segment:
+    """A described segment; `area` (ground truth only) is the JSON's, else the map's count."""
+
     category_id: int
     iscrowd: bool = False
+    area: int | None = None
 
 
 @dataclass
@@ -55,21 +66,24 @@ class PanopticQuality:
                pred_ids: np.ndarray, pred_segments: dict[int, Segment]) -> None:
         """Adds one image: segment-id maps (0 = void) and their segment descriptions.
 
-        Areas come from the maps; every id other than 0 must be described, and every
-        described prediction must appear in its map (as the official script requires).  A
-        described ground-truth segment with no pixels counts as missed, as officially.
+        Prediction areas come from the map; ground-truth areas from `Segment.area` where
+        given.  Every prediction id other than 0 must be described and every described
+        prediction must appear in its map (as the official script requires); undescribed
+        ground-truth ids are skipped, and a described ground-truth segment with no pixels
+        counts as missed, as officially.
         """
         if gt_ids.shape != pred_ids.shape:
             raise ValueError(f"ground truth {gt_ids.shape} and prediction {pred_ids.shape} differ in size")
+        pred_present = set(np.unique(pred_ids).tolist()) - {VOID}
+        missing = pred_present - set(pred_segments)
+        if missing:
+            raise ValueError(f"prediction segment ids {sorted(missing)} appear in the map but are not described")
         for name, ids, segments in (("ground truth", gt_ids, gt_segments), ("prediction", pred_ids, pred_segments)):
             present = set(np.unique(ids).tolist()) - {VOID}
-            missing = present - set(segments)
-            if missing:
-                raise ValueError(f"{name} segment ids {sorted(missing)} appear in the map but are not described")
             unknown = {s.category_id for i, s in segments.items() if i in present} - set(self.categories)
             if unknown:
                 raise ValueError(f"{name} uses unknown category ids {sorted(unknown)}")
-        absent = set(pred_segments) - set(np.unique(pred_ids).tolist())
+        absent = set(pred_segments) - pred_present
         if absent:
             raise ValueError(f"prediction segment ids {sorted(absent)} are described but not in the map")
         pairs, counts = np.unique(gt_ids.astype(np.uint64) * _OFFSET + pred_ids.astype(np.uint64),
@@ -79,6 +93,9 @@ class PanopticQuality:
         for (g, p), c in overlap.items():
             gt_area[g] += c
             pred_area[p] += c
+        for g, gt in gt_segments.items():
+            if gt.area is not None:
+                gt_area[g] = gt.area
 
         gt_matched, pred_matched = set(), set()
         for (g, p), intersection in overlap.items():

@@ -1,6 +1,6 @@
 """Keras models of Axial-DeepLab (ECCV 2020): layers -> blocks -> backbones -> meta-architectures -> presets."""
 
-import os
+from runtime.backend import quiet_startup
 
-# Quiet TensorFlow's C++ start-up logging for every entry point that imports the models.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Keep the numerical libraries' start-up notices off the terminal, however the models are reached.
+quiet_startup()

@@ -239,10 +239,8 @@ def format_counts(name: str, counts: Counts, input_size) -> str:
 
 def main(argv=None) -> int:
     import argparse
-    import os
     import sys
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from models import presets
 
     parser = argparse.ArgumentParser(
@@ -258,6 +256,9 @@ def main(argv=None) -> int:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     size = tuple(args.input_size) if args.input_size else preset.input_size
+    if min(size) < 1:
+        print(f"error: --input-size must be positive, got {size[0]} {size[1]}", file=sys.stderr)
+        return 2
     print(format_counts(preset.name, count_preset(preset, size), size))
     return 0
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproductions.runner import TABLES_DIR, save_figure
+from reproductions import runner
+from reproductions.runner import save_figure
 
 MODELS = {  # label: (table, preset)
     "Axial-DeepLab-L": (6, "axial-deeplab-l-cityscapes"),
@@ -25,7 +26,7 @@ def main(tables: dict[int, pd.DataFrame]) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    breakdowns = {t: pd.read_csv(TABLES_DIR / f"table{t}_breakdown.csv") for t in {t for t, _ in MODELS.values()}}
+    breakdowns = {t: pd.read_csv(runner.TABLES_DIR / f"table{t}_breakdown.csv") for t in {t for t, _ in MODELS.values()}}
     fig, ax = plt.subplots(figsize=(9, 4))
     bottoms = [0.0] * len(MODELS)
     for op in OPS:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reproductions.runner import TABLES_DIR, load_reported, save_figure, write_atomic
+from reproductions import runner
+from reproductions.runner import load_reported, save_figure
+from runtime.files import write_if_changed
 
 # Families of Fig. 3: (label, table, row prefix or exact rows).
 FAMILIES = (
@@ -84,6 +86,6 @@ def plot(data: pd.DataFrame):
 def main(tables: dict[int, pd.DataFrame]) -> list:
     data = figure_data(tables)
     png = plot(data)
-    csv_path = TABLES_DIR / "figure3_counts.csv"
-    write_atomic(csv_path, data.to_csv(index=False))
+    csv_path = runner.TABLES_DIR / "figure3_counts.csv"
+    write_if_changed(csv_path, data.to_csv(index=False))
     return [png, csv_path]

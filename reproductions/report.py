@@ -23,7 +23,6 @@ import pandas as pd
 
 from reproductions import runner
 
-REPORT_FILE = runner.ROOT / "report" / "index.html"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 STATUS_TEXT = {
@@ -68,6 +67,7 @@ def _table_section(n: int) -> dict:
     else:
         section["state"] = "fresh"
     section["provenance"] = provenance
+    section["machine"] = _machine_text(provenance)
     section["status_counts"] = dict(Counter(df["status"]) + Counter(
         r["status"] for t in section["trained"] for r in t["rows"]))
     for metric in ("Params", "M-Adds"):
@@ -105,13 +105,29 @@ def _trained_sections(spec, labels) -> list[dict]:
         rows = [{"label": labels.loc[r["row"], "label"] if r["row"] in labels.index else r["row"],
                  "metric": r["metric"], "unit": r["unit"], "reported": r["reported"] or "-",
                  "measured": f"{float(r['measured']):.2f} ± {float(r['std']):.2f}" if r["measured"] else "",
+                 "values": r.get("values", "").replace(";", ", "),
                  "seeds": r["seeds"], "status": r["status"],
                  "status_text": STATUS_TEXT.get(r["status"], r["status"]), "note": r["note"]}
                 for _, r in df.iterrows()]
+        previous = (provenance or {}).get("previous_run")
         out.append({"fidelity": fidelity, "rows": rows, "provenance": provenance,
-                    "state": "fresh" if fresh else "stale",
+                    "state": "fresh" if fresh else "stale", "machine": _machine_text(provenance),
+                    "previous": previous and {
+                        "machine": previous["machine"], "date": previous.get("date"),
+                        "within": sum(c["within_seed_noise"] for c in previous["comparison"]),
+                        "cells": len(previous["comparison"])},
                     "trends": (provenance or {}).get("trends", {})})
     return out
+
+
+def _machine_text(provenance: dict | None) -> str:
+    """The machine a table was measured on, in one line (older provenance stored a string)."""
+    from runtime import machine
+
+    if not provenance:
+        return ""
+    stored = provenance.get("machine")
+    return stored if isinstance(stored, str) else machine.summary(stored)
 
 
 def _figures() -> list[dict]:
@@ -166,6 +182,11 @@ def render() -> str:
     )
 
 
+def report_file() -> Path:
+    return runner.OUTPUT_DIR / "report" / "index.html"
+
+
 def write() -> Path:
-    runner.write_atomic(REPORT_FILE, render())
-    return REPORT_FILE
+    from runtime.files import write_atomic
+
+    return write_atomic(report_file(), render())

@@ -24,18 +24,23 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pandas as pd
 
+from runtime.files import CACHE_ROOT, write_atomic, write_if_changed
+from runtime.machine import library_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED_DIR = ROOT / "reported"
-TABLES_DIR = ROOT / "tables"
-FIGURES_DIR = ROOT / "figures"
-CACHE_DIR = ROOT / ".cache" / "counts"
+# Outputs (tables/, figures/, report/) live in the repository unless `--output-dir` (or the
+# AXIAL_DEEPLAB_OUTPUT_DIR environment variable, which the tests set) names another folder.
+OUTPUT_DIR = Path(os.environ.get("AXIAL_DEEPLAB_OUTPUT_DIR") or ROOT)
+TABLES_DIR = OUTPUT_DIR / "tables"
+FIGURES_DIR = OUTPUT_DIR / "figures"
+CACHE_DIR = CACHE_ROOT / "counts"
 GOLDEN_FILE = ROOT / "reproductions" / "golden_counts.json"
 FINDINGS_FILE = ROOT / "reproductions" / "findings.csv"
 
@@ -47,6 +52,22 @@ UNIT_SCALE = {"M": 1e6, "B": 1e9, "T": 1e12}
 MADDS_TOLERANCE = 0.02
 COLUMNS = ["table", "row", "metric", "unit", "reported", "measured", "fidelity", "delta",
            "rel_delta", "status", "note"]
+
+
+def use_output_dir(path: str | Path) -> None:
+    """Write tables/, figures/ and report/ under `path` from now on (here and in workers)."""
+    global OUTPUT_DIR, TABLES_DIR, FIGURES_DIR
+    OUTPUT_DIR = Path(path).resolve()
+    TABLES_DIR, FIGURES_DIR = OUTPUT_DIR / "tables", OUTPUT_DIR / "figures"
+    os.environ["AXIAL_DEEPLAB_OUTPUT_DIR"] = str(OUTPUT_DIR)
+
+
+def shown(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it."""
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def other_method(model: str, why: str = "") -> str:
@@ -102,7 +123,20 @@ def load_reported(table: int) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def finding_for(findings: dict, table: int, row: str, metric: str, status: str) -> str | None:
+@dataclass(frozen=True)
+class Finding:
+    """A recorded explanation of a cell's gap.  `direction` (above, below or either) is which
+    side of the paper the explained cells lie on; the CI check verifies it against each cell,
+    so a finding's text cannot say "above" of a cell that is below."""
+
+    text: str
+    direction: str
+
+
+FINDING_DIRECTIONS = ("above", "below", "either")
+
+
+def finding_for(findings: dict, table: int, row: str, metric: str, status: str) -> Finding | None:
     """The recorded explanation of a cell's gap: its own entry, or for a cell within
     tolerance the table's entry for that metric with row "*"."""
     if status == "off":
@@ -112,21 +146,30 @@ def finding_for(findings: dict, table: int, row: str, metric: str, status: str) 
     return None
 
 
-def load_findings() -> dict[tuple[int, str, str], str]:
+def load_findings() -> dict[tuple[int, str, str], Finding]:
     if not FINDINGS_FILE.exists():
         return {}
     with FINDINGS_FILE.open(newline="") as f:
-        return {(int(r["table"]), r["row"], r["metric"]): r["finding"] for r in csv.DictReader(f)}
+        findings = {}
+        for r in csv.DictReader(f):
+            if r["direction"] not in FINDING_DIRECTIONS:
+                raise ReproductionError(f"{FINDINGS_FILE.name}: direction {r['direction']!r} of "
+                                        f"{r['table']}/{r['row']}/{r['metric']} is not one of {FINDING_DIRECTIONS}")
+            findings[int(r["table"]), r["row"], r["metric"]] = Finding(r["finding"], r["direction"])
+        return findings
+
+
+def side_of_paper(rel_delta: str) -> str:
+    value = float(rel_delta)
+    return "above" if value > 0 else "below" if value < 0 else "equal"
 
 
 # --- measuring ------------------------------------------------------------------------------
 
 def _code_fingerprint() -> str:
-    """Hash of the model code and library versions: any change invalidates cached counts."""
-    import keras
-    import tensorflow as tf
-
-    digest = hashlib.sha256(f"keras={keras.__version__};tf={tf.__version__}".encode())
+    """Hash of the model code and the Keras version: any change invalidates cached counts
+    (counts are symbolic shapes, the same on every backend)."""
+    digest = hashlib.sha256(f"keras={library_versions('keras')['keras']}".encode())
     for path in sorted((ROOT / "models").rglob("*.py")):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
@@ -162,9 +205,8 @@ def count_at(model_spec, size):
     return counts
 
 
-def _count_in_worker(model_spec, size) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    count_at(model_spec, size)
+def _count_in_worker(job) -> None:
+    count_at(*job)
 
 
 def _resolve(preset):
@@ -175,9 +217,6 @@ def _resolve(preset):
 
 def prefetch(jobs: list[tuple], progress: bool = True, label: str = "counting") -> None:
     """Counts every uncached (model spec, size) pass, in parallel on the machine's cores."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
-
     from tqdm import tqdm
 
     todo = list({_cache_file(m, s): (m, tuple(s)) for m, s in jobs if not _cache_file(m, s).exists()}.values())
@@ -191,10 +230,12 @@ def prefetch(jobs: list[tuple], progress: bool = True, label: str = "counting") 
             count_at(model_spec, size)
             bar.update()
     else:
-        # TensorFlow is not fork-safe: fresh interpreters, each counting its share.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_count_in_worker, m, s) for m, s in todo]):
-                future.result()
+        from runtime.processes import spawn_pool
+
+        # TensorFlow is not fork-safe: fresh interpreters, each counting its share; they die
+        # with this process, and leaving the block (Ctrl-C too) terminates them at once.
+        with spawn_pool(workers) as pool:
+            for _ in pool.imap_unordered(_count_in_worker, todo):
                 bar.update()
     bar.close()
 
@@ -275,7 +316,7 @@ def build_table(spec: TableSpec, fidelity: str, counts: dict[str, dict]) -> pd.D
             notes.append(f"preset {row.preset}")
             finding = finding_for(findings, spec.table, cell["row"], cell["metric"], line["status"])
             if finding:
-                notes.append(f"finding: {finding}")
+                notes.append(f"finding: {finding.text}")
             c = counts[row.preset]
             if cell["metric"] == "M-Adds" and c["madds_blocked_local"] != c["madds"]:
                 alt = c["madds_blocked_local"] / UNIT_SCALE[cell["unit"]]
@@ -295,32 +336,17 @@ def mean_abs_rel_error(df: pd.DataFrame, metric: str) -> float | None:
 
 # --- writing --------------------------------------------------------------------------------
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_figure(fig, name: str) -> Path:
-    """Save a matplotlib figure under figures/ atomically (a half-written PNG never replaces one)."""
+    """Save a matplotlib figure under figures/ atomically, unless the image is unchanged."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    path = FIGURES_DIR / name
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=130)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, metadata={"Software": None})
     plt.close(fig)
-    tmp.replace(path)
+    path = FIGURES_DIR / name
+    write_if_changed(path, buffer.getvalue())
     return path
 
 
@@ -355,17 +381,13 @@ def breakdown_frame(counts: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["preset", "quantity", "by", "part", "value", "in_total"])
 
 
-def write_table(df: pd.DataFrame, spec: TableSpec, counts: dict[str, dict] | None = None) -> list[Path]:
-    csv_path = TABLES_DIR / f"table{spec.table}.csv"
-    md_path = TABLES_DIR / f"table{spec.table}.md"
-    write_atomic(csv_path, df.to_csv(index=False))
-    write_atomic(md_path, to_markdown(df, spec))
-    written = [csv_path, md_path]
+def table_files(df: pd.DataFrame, spec: TableSpec, counts: dict[str, dict] | None = None) -> dict[Path, str]:
+    """The files a count table consists of (besides its provenance), with their contents."""
+    files = {TABLES_DIR / f"table{spec.table}.csv": df.to_csv(index=False),
+             TABLES_DIR / f"table{spec.table}.md": to_markdown(df, spec)}
     if counts:
-        breakdown_path = TABLES_DIR / f"table{spec.table}_breakdown.csv"
-        write_atomic(breakdown_path, breakdown_frame(counts).to_csv(index=False))
-        written.append(breakdown_path)
-    return written
+        files[TABLES_DIR / f"table{spec.table}_breakdown.csv"] = breakdown_frame(counts).to_csv(index=False)
+    return files
 
 
 def table_fingerprint(spec: TableSpec) -> str:
@@ -385,16 +407,16 @@ def table_fingerprint(spec: TableSpec) -> str:
     return digest.hexdigest()[:16]
 
 
-def provenance(spec: TableSpec, fidelity: str, seeds: tuple = (), config_hash: str | None = None) -> dict:
+def provenance(spec: TableSpec, fidelity: str, seeds: tuple = (), config_hash: str | None = None,
+               with_device: bool = False) -> dict:
     """Where a table's numbers come from: code, configuration, libraries, machine, date.
-    `config_hash` defaults to the count tables' `table_fingerprint`."""
+    `config_hash` defaults to the count tables' `table_fingerprint`; trained tables add the
+    device they computed on (`with_device`)."""
     import datetime
     import platform
     import subprocess
 
-    import keras
-    import numpy as np
-    import tensorflow as tf
+    from runtime import machine
 
     def git(*args):
         try:
@@ -404,33 +426,70 @@ def provenance(spec: TableSpec, fidelity: str, seeds: tuple = (), config_hash: s
             return ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--", "models", "reproductions", "reported"):
+    if git("status", "--porcelain", "--", "models", "reproductions", "reported", "training", "data",
+           "evaluation", "runtime"):
         commit += "+uncommitted changes"
+    libraries = {"python": platform.python_version(),
+                 **library_versions("keras", "tensorflow", "jax", "numpy", "pandas")}
     return {
         "table": spec.table,
         "fidelity": fidelity,
         "config_hash": config_hash or table_fingerprint(spec),
         "commit": commit,
         "seeds": list(seeds),
-        "libraries": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                      "keras": keras.__version__, "numpy": np.__version__, "pandas": pd.__version__},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "libraries": libraries,
+        "machine": machine.describe(with_device=with_device),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
-def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True) -> pd.DataFrame:
-    """Measure, compare and write one table; returns the long-form frame."""
+def load_provenance(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def write_outputs(files: dict[Path, str], provenance_path: Path, make_provenance) -> bool:
+    """Write a table's files, each only if its content changed, and its provenance only when
+    something changed (or the stored configuration hash is another): re-running unchanged
+    code leaves the outputs, their dates included, as they are.  True if anything was written."""
+    changed = [write_if_changed(path, text) for path, text in files.items()]
+    record = make_provenance()
+    stored = load_provenance(provenance_path)
+    if any(changed) or stored is None or stored.get("config_hash") != record["config_hash"]:
+        write_atomic(provenance_path, json.dumps(record, indent=1) + "\n")
+        return True
+    return False
+
+
+def stale_outputs(files: dict[Path, str], provenance_path: Path, config_hash: str) -> list[str]:
+    """The outputs on disk that differ from what the code produces now (for --check)."""
+    stale = [shown(path) for path, text in files.items()
+             if not path.is_file() or path.read_text() != text]
+    stored = load_provenance(provenance_path)
+    if stored is None or stored.get("config_hash") != config_hash:
+        stale.append(shown(provenance_path))
+    return stale
+
+
+def run_table(spec: TableSpec, fidelity: str = "count", progress: bool = True,
+              write: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Measure and compare one table; write it (`write`), or list the files on disk that
+    differ from what the code produces (`write=False`, the CI check).  Returns the long-form
+    frame and that list (empty when writing)."""
     if fidelity not in spec.fidelities:
         raise ReproductionError(
             f"table {spec.table} supports fidelity {', '.join(spec.fidelities)} so far, not {fidelity!r}"
         )
     counts = measure_all(spec.presets, progress=progress)
     df = build_table(spec, fidelity, counts)
-    write_table(df, spec, counts)
-    write_atomic(TABLES_DIR / f"table{spec.table}.provenance.json",
-                 json.dumps(provenance(spec, fidelity), indent=1) + "\n")
-    return df
+    files = table_files(df, spec, counts)
+    provenance_path = TABLES_DIR / f"table{spec.table}.provenance.json"
+    if not write:
+        return df, stale_outputs(files, provenance_path, table_fingerprint(spec))
+    write_outputs(files, provenance_path, lambda: provenance(spec, fidelity))
+    return df, []
 
 
 # --- checking -------------------------------------------------------------------------------
@@ -471,6 +530,12 @@ def check(tables: dict[int, pd.DataFrame], counts: dict[str, dict]) -> tuple[lis
         for _, r in df.iterrows():
             key = (table, r["row"], r["metric"])
             cell = f"table {table} / {r['row']} / {r['metric']}"
+            finding = finding_for(findings, table, r["row"], r["metric"], r["status"])
+            if finding is not None and finding.direction != "either" and \
+                    side_of_paper(r["rel_delta"]) != finding.direction:
+                failures.append(f"{cell}: its finding says the count is {finding.direction} the paper, but "
+                                f"it is {side_of_paper(r['rel_delta'])} ({r['rel_delta']}); correct "
+                                "reproductions/findings.csv")
             if r["status"] == "off":
                 detail = f"measured {r['measured']} {r['unit']} vs paper {r['reported']} ({r['rel_delta']})"
                 if key in findings:

@@ -11,11 +11,18 @@ A cell agrees when every pair it is in does; disagreeing pairs are named, with w
 the proxy's gap is within seed noise (|mean difference| <= the sum of the two standard
 deviations).  Kendall's tau over the rows summarises a metric.  Full cells are compared
 by value, as count cells are.
+
+Every seed's value is kept (the `values` column and the provenance), with the machine each
+seed ran on.  Training repeats exactly on one machine, not across CPUs or backends (their
+floating-point paths differ), so when a table is re-run elsewhere with the same configuration
+the new means are compared with the stored ones within seed noise and the comparison is
+recorded in the provenance, rather than either run passing for the other.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from itertools import combinations
 
 import pandas as pd
@@ -23,7 +30,7 @@ import pandas as pd
 from reproductions import runner
 from reproductions.runner import ReproductionError, TableSpec
 
-COLUMNS = runner.COLUMNS + ["std", "seeds"]
+COLUMNS = runner.COLUMNS + ["std", "seeds", "values"]
 MIN_PROXY_SEEDS = 3
 TREND_PENDING = "trend"
 
@@ -64,7 +71,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
 
     from data.coco_panoptic import DatasetError
     from training import experiments
-    from training.engine import TrainingError
+    from training.recipe import TrainingError
 
     pairs = experiments_of(spec, fidelity)
     if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
@@ -128,7 +135,9 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
         values = [r["metrics"][cell["metric"]] for r in runs if r["metrics"].get(cell["metric"]) is not None]
         line = {"table": spec.table, "row": cell["row"], "metric": cell["metric"], "unit": cell["unit"],
                 "reported": cell["value"], "fidelity": fidelity, "delta": "", "rel_delta": "",
-                "seeds": ",".join(str(r["seed"]) for r in runs)}
+                "seeds": ",".join(str(r["seed"]) for r in runs),
+                "values": ";".join("" if r["metrics"].get(cell["metric"]) is None
+                                   else f"{r['metrics'][cell['metric']]:.4f}" for r in runs)}
         if not values:
             line.update(measured="", std="", status="not_measured", note="no value (every seed gave none)")
         else:
@@ -176,27 +185,78 @@ def to_markdown(df: pd.DataFrame, spec: TableSpec, fidelity: str, trends: dict, 
             lines.append(f"- {metric}: Kendall tau with the paper {tau} over {t['rows']} rows; "
                          f"{t['disagreeing_pairs']} pair(s) ordered unlike the paper")
         lines.append("")
-    lines += ["| row | metric | reported | measured | std | seeds | status | note |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["| row | metric | reported | measured | std | seeds | values | status | note |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
         lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in
-                                        ("row", "metric", "reported", "measured", "std", "seeds", "status", "note"))
+                                        ("row", "metric", "reported", "measured", "std", "seeds", "values",
+                                         "status", "note"))
                      + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_values(df: pd.DataFrame) -> dict[str, dict[str, list[float | None]]]:
+    """{row: {metric: [value per seed]}} of a trained table, for provenance and comparison."""
+    out: dict[str, dict[str, list]] = {}
+    for _, r in df.iterrows():
+        out.setdefault(r["row"], {})[r["metric"]] = [float(v) if v else None for v in str(r["values"]).split(";")]
+    return out
+
+
+def compare_runs(previous: dict, current: dict) -> list[dict]:
+    """Each cell's mean now against a stored run's: within seed noise when the difference is at
+    most twice its standard error, sqrt(s1^2/n1 + s2^2/n2) (about a 95 % band)."""
+    from training.experiments import summarize
+
+    rows = []
+    for row, metrics in current.items():
+        for metric, values in metrics.items():
+            old = [v for v in previous.get(row, {}).get(metric, []) if v is not None]
+            new = [v for v in values if v is not None]
+            if len(old) < 2 or len(new) < 2:
+                continue
+            (m1, s1), (m2, s2) = summarize(old), summarize(new)
+            bound = 2 * (s1 ** 2 / len(old) + s2 ** 2 / len(new)) ** 0.5
+            rows.append({"row": row, "metric": metric, "previous_mean": round(m1, 4), "mean": round(m2, 4),
+                         "difference": round(m2 - m1, 4), "noise_bound": round(bound, 4),
+                         "within_seed_noise": bool(abs(m2 - m1) <= bound)})
+    return rows
 
 
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
                       smoke_test: bool = False) -> pd.DataFrame:
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
+    from runtime import machine
+
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test)
     df, trends = build_trained_table(spec, fidelity, results)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written
     stem = output_stem(spec, fidelity)
+    provenance_path = runner.TABLES_DIR / f"{stem}.provenance.json"
+    previous = runner.load_provenance(provenance_path)
+    record = runner.provenance(spec, fidelity, seeds, config_hash=fingerprint(spec), with_device=True)
+    values = seed_values(df)
+    runs = [r for row_runs in results.values() for r in row_runs]
+    record.update(
+        trends=trends, strategy=strategy, precision=precision, values=values,
+        experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)},
+        # Where and how long each seed trained (cached seeds keep the machine they ran on).
+        seed_runs={row: [{"seed": r["seed"], "seconds": r.get("seconds"),
+                          "machine": machine.summary(r.get("machine"))} for r in row_runs]
+                   for row, row_runs in results.items()},
+        training_seconds=round(sum(r.get("seconds") or 0 for r in runs), 1))
+    if previous and previous.get("config_hash") == record["config_hash"] and previous.get("values") \
+            and previous.get("values") != values:
+        comparison = compare_runs(previous["values"], values)
+        record["previous_run"] = {"machine": machine.summary(previous.get("machine")), "date": previous.get("date"),
+                                  "values": previous["values"], "comparison": comparison}
+        within = sum(c["within_seed_noise"] for c in comparison)
+        print(f"table {spec.table}: re-run of a stored result ({machine.summary(previous.get('machine'))}); "
+              f"{within} of {len(comparison)} cells agree with it within seed noise (provenance: previous_run)",
+              file=sys.stderr)
     runner.write_atomic(runner.TABLES_DIR / f"{stem}.csv", df.to_csv(index=False))
     runner.write_atomic(runner.TABLES_DIR / f"{stem}.md", to_markdown(df, spec, fidelity, trends, seeds))
-    provenance = runner.provenance(spec, fidelity, seeds, config_hash=fingerprint(spec))
-    provenance.update(trends=trends, strategy=strategy, precision=precision,
-                      experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)})
-    runner.write_atomic(runner.TABLES_DIR / f"{stem}.provenance.json", json.dumps(provenance, indent=1) + "\n")
+    runner.write_atomic(provenance_path, json.dumps(record, indent=1) + "\n")
     return df

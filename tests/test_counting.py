@@ -74,3 +74,11 @@ def test_breakdown_command_line(capsys):
         assert part in out
     assert counting.main(["no-such-model"]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [("0", "0"), ("-3", "5")])
+def test_counting_cli_rejects_non_positive_sizes_in_one_line(capsys, size):
+    from models import counting
+
+    assert counting.main(["resnet50", "--input-size", *size]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: --input-size must be positive, got {size[0]} {size[1]}"]

@@ -80,3 +80,21 @@ def test_broken_inputs_give_clear_errors(tmp_path, how):
     with pytest.raises(DatasetError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         for record in coco_panoptic.records(root, "coco", "val")[0]:
             coco_panoptic.load_example(record)
+
+
+@pytest.mark.parametrize("annotations,message", [
+    (["not an object", 3], "'annotations' must be a list of objects"),
+    ({"a": 1}, "'annotations' must be a list of objects"),
+    ([], "lists no annotations: the val split has no images to read"),
+    ([{"image_id": "x", "file_name": "x.png", "segments_info": ["not an object"]}],
+     "annotation of image 'x' is malformed"),
+])
+def test_malformed_or_empty_annotations_are_dataset_errors(tmp_path, annotations, message):
+    # Issue #10, item 8: non-objects raised AttributeError; an empty list passed silently.
+    write_fixture(tmp_path)
+    json_path = tmp_path / coco_panoptic.LAYOUTS["coco"][0].format(split="val")
+    data = json.loads(json_path.read_text())
+    data["annotations"] = annotations
+    json_path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=message):
+        coco_panoptic.records(tmp_path, "coco", "val")

@@ -9,7 +9,7 @@ import pytest
 from tests.test_data_readers import write_fixture
 from tests.test_imagenet_readers import write_tree
 from training import experiments
-from training.engine import Recipe
+from training.recipe import Recipe
 from training.experiments import Data, Experiment, ExperimentError
 
 

@@ -132,3 +132,91 @@ def test_cli_bad_input_one_line_error(tmp_path, capsys, how):
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     assert named in err
+
+
+# --- inputs where the official code departs from the definition (issue #10, item 7) -----------
+
+def _hand_made_case(tmp_path, gt_segments_json, gt_ids, pred_ids, pred_segments_json):
+    """One 16x16 image in the COCO panoptic layout (ground truth and prediction)."""
+    from PIL import Image
+
+    from tests.panoptic_cases import categories, id_to_rgb
+
+    paths = {"gt_folder": tmp_path / "gt", "pred_folder": tmp_path / "pred",
+             "gt_json": tmp_path / "gt.json", "pred_json": tmp_path / "pred.json"}
+    for folder, ids in ((paths["gt_folder"], gt_ids), (paths["pred_folder"], pred_ids)):
+        folder.mkdir()
+        Image.fromarray(id_to_rgb(ids)).save(folder / "img.png")
+    paths["gt_json"].write_text(json.dumps({"categories": categories(), "annotations": [
+        {"image_id": "img", "file_name": "img.png", "segments_info": gt_segments_json}]}))
+    paths["pred_json"].write_text(json.dumps({"annotations": [
+        {"image_id": "img", "file_name": "img.png", "segments_info": pred_segments_json}]}))
+    return paths
+
+
+def _ours_and_official(paths, capsys):
+    ours, _ = panoptic.evaluate(str(paths["gt_json"]), str(paths["gt_folder"]), str(paths["pred_json"]),
+                                str(paths["pred_folder"]))
+    notes = capsys.readouterr().err
+    return ours, oracle(paths), notes
+
+
+def test_ground_truth_area_comes_from_the_json_as_officially(tmp_path, capsys):
+    gt = np.zeros((16, 16), np.int64)
+    gt[:10, :12] = 5                      # 120 pixels, but the JSON says 200
+    pred = np.zeros((16, 16), np.int64)
+    pred[:10, :10] = 9                    # 100 pixels inside it: IoU 100/120 by pixels, 100/200 by JSON
+    pred[10:, :] = 7                      # stuff on void
+    paths = _hand_made_case(tmp_path, [{"id": 5, "category_id": 1, "iscrowd": 0, "area": 200}], gt, pred,
+                            [{"id": 9, "category_id": 1}, {"id": 7, "category_id": 4}])
+    ours, official, notes = _ours_and_official(paths, capsys)
+    assert ours["All"]["pq"] == pytest.approx(official["All"]["pq"], abs=1e-9)
+    assert ours["per_class"][1]["tp"] == 0  # 100/200 is not above 0.5: unmatched, as officially
+    assert "have a JSON area unlike their pixel count (first: " in notes and "img.png" in notes
+
+
+def test_ground_truth_ids_missing_from_the_json_are_skipped_as_officially(tmp_path, capsys):
+    gt = np.zeros((16, 16), np.int64)
+    gt[:8] = 5
+    gt[8:] = 6                            # id 6 is in the PNG but not in the JSON
+    pred = np.zeros((16, 16), np.int64)
+    pred[:8] = 9
+    pred[8:, :4] = 10                     # lies on the undescribed id: not void, so a false positive
+    paths = _hand_made_case(tmp_path, [{"id": 5, "category_id": 4, "iscrowd": 0, "area": 128}], gt, pred,
+                            [{"id": 9, "category_id": 4}, {"id": 10, "category_id": 1}])
+    ours, official, notes = _ours_and_official(paths, capsys)
+    for split in ("All", "Things", "Stuff"):
+        assert ours[split]["pq"] == pytest.approx(official[split]["pq"], abs=1e-9), split
+    assert ours["per_class"][1]["fp"] == 1
+    assert "ground-truth PNG id(s) in 1 image(s) are not in the JSON" in notes
+
+
+def _cli(paths, *extra):
+    return panoptic.main(["--gt_json_file", str(paths["gt_json"]), "--gt_folder", str(paths["gt_folder"]),
+                          "--pred_json_file", str(paths["pred_json"]), "--pred_folder", str(paths["pred_folder"]),
+                          *extra])
+
+
+def test_ground_truth_without_annotations_says_there_is_nothing_to_evaluate(tmp_path, capsys):
+    paths = write_dataset(tmp_path, 3)
+    gt = json.loads(paths["gt_json"].read_text())
+    gt["annotations"] = []
+    paths["gt_json"].write_text(json.dumps(gt))
+    assert _cli(paths) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: nothing to evaluate: the ground-truth JSON lists no annotations: "
+                                f"{paths['gt_json']}"]
+
+
+@pytest.mark.parametrize("target", ["a folder", "under a file"])
+def test_cli_json_output_that_cannot_be_written_is_one_line(tmp_path, capsys, target):
+    paths = write_dataset(tmp_path, 4)
+    if target == "a folder":
+        out = tmp_path / "results"
+        out.mkdir()
+    else:
+        (tmp_path / "plain").write_text("")
+        out = tmp_path / "plain" / "results.json"
+    assert _cli(paths, "--json", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and str(out) in err

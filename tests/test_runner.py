@@ -71,9 +71,9 @@ def test_check_lists_recorded_findings_and_stale_ones(monkeypatch, tmp_path):
     findings = tmp_path / "findings.csv"
     with findings.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["table", "row", "metric", "finding"])
-        w.writerow([1, "r", "M-Adds", "known gap"])
-        w.writerow([1, "s", "M-Adds", "gap that closed"])
+        w.writerow(["table", "row", "metric", "direction", "finding"])
+        w.writerow([1, "r", "M-Adds", "below", "known gap"])
+        w.writerow([1, "s", "M-Adds", "either", "gap that closed"])
     monkeypatch.setattr(runner, "FINDINGS_FILE", findings)
     table = pd.DataFrame([
         {"row": "r", "metric": "M-Adds", "status": "off", "measured": "1.0", "unit": "B",
@@ -85,6 +85,32 @@ def test_check_lists_recorded_findings_and_stale_ones(monkeypatch, tmp_path):
     assert len(known) == 1 and "table 1 / r / M-Adds" in known[0]
     assert failures == ["table 1 / s / M-Adds: recorded as a finding but now match; "
                         "remove it from reproductions/findings.csv"]
+
+
+def test_check_fails_when_a_finding_states_the_wrong_side_of_the_paper(monkeypatch, tmp_path):
+    # A finding's direction is checked against every cell it explains (issue #10, item 9: a
+    # note said "above" of a cell that is below).
+    findings = tmp_path / "findings.csv"
+    findings.write_text("table,row,metric,direction,finding\n6,*,M-Adds,above,sits above the paper\n")
+    monkeypatch.setattr(runner, "FINDINGS_FILE", findings)
+    table = pd.DataFrame([
+        {"row": "a", "metric": "M-Adds", "status": "within_tolerance", "measured": "219.666", "unit": "B",
+         "reported": "220.8", "rel_delta": "-0.0051"},
+        {"row": "b", "metric": "M-Adds", "status": "within_tolerance", "measured": "421.1", "unit": "B",
+         "reported": "419.6", "rel_delta": "+0.0036"},
+    ])
+    failures, _ = runner.check({6: table}, {})
+    assert failures == ["table 6 / a / M-Adds: its finding says the count is above the paper, but it is below "
+                        "(-0.0051); correct reproductions/findings.csv"]
+
+
+def test_recorded_findings_say_the_side_of_the_paper_their_direction_says():
+    # The text may name a side only if it is the recorded direction (which the check verifies).
+    words = {"above": ("above", "over the paper"), "below": ("short of", "below", "fewer")}
+    for (table, row, metric), finding in runner.load_findings().items():
+        for side, phrases in words.items():
+            if any(p in finding.text for p in phrases):
+                assert finding.direction == side, (table, row, metric, finding.text)
 
 
 def test_write_atomic_keeps_old_file_on_failure(tmp_path):
@@ -120,6 +146,17 @@ def test_run_all_rejects_bad_input_in_one_line_from_the_command_line():
     (["--fidelity", "full", "--tables", "1"], "--fidelity full needs --data-dir"),
     (["--fidelity", "full", "--tables", "1", "--data-dir", "/nonexistent"],
      "dataset folder /nonexistent/imagenet not found"),
+    # Flags that used to be ignored or badly reported (issue #10, item 6).
+    (["--seeds", "0,1,2"], "--seeds only applies to the training fidelities"),
+    (["--data-dir", "/data"], "--data-dir only applies to the training fidelities"),
+    (["--tables", "1", "--strategy", "mirrored"], "--strategy only applies to the training fidelities"),
+    (["--fidelity", "proxy", "--seeds", "0,0,0"], "--seeds lists seed 0 more than once"),
+    (["--fidelity", "proxy", "--seeds", "-1,0,1"], "--seeds takes comma-separated non-negative integers, got '-1,0,1'"),
+    (["--fidelity", "proxy", "--data-dir", "/data"], "--data-dir applies to --fidelity full"),
+    (["--fidelity", "proxy", "--figures"], "--figures draws the count figures"),
+    (["--fidelity", "fast"], "argument --fidelity: invalid choice: 'fast'"),
+    (["--backend", "torch"], "argument --backend: invalid choice: 'torch'"),
+    (["--tables"], "argument --tables: expected one argument"),
 ])
 def test_run_all_rejects_bad_input_in_one_line(args, message, capsys):
     # In-process (no TensorFlow start-up per case); the case above runs the real command line.
@@ -131,10 +168,19 @@ def test_run_all_rejects_bad_input_in_one_line(args, message, capsys):
     assert len(captured.err.strip().splitlines()) == 1 and not captured.out
 
 
-def test_run_all_check_end_to_end():
+def test_run_all_check_end_to_end_writes_nothing_and_catches_a_stale_table(output_dir):
+    import shutil
+
+    shutil.copytree(ROOT / "tables", output_dir / "tables")
+    before = {p.name: p.read_bytes() for p in (output_dir / "tables").iterdir()}
     result = _run_all("--tables", "1", "--check")
     assert result.returncode == 0, result.stderr
     assert "check passed" in result.stdout
-    written = pd.read_csv(ROOT / "tables" / "table1.csv", dtype=str, keep_default_na=False)
-    assert list(written.columns) == runner.COLUMNS
-    assert (ROOT / "tables" / "table1.md").read_text().startswith("# Table 1")
+    assert {p.name: p.read_bytes() for p in (output_dir / "tables").iterdir()} == before
+    assert not (output_dir / "report").exists()
+    # A committed table that is not what the code produces fails the check.
+    md = output_dir / "tables" / "table1.md"
+    md.write_text(md.read_text() + "edited by hand\n")
+    result = _run_all("--tables", "1", "--check")
+    assert result.returncode == 1
+    assert "tables/table1.md differs from what the code produces" in result.stderr

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,31 +73,35 @@ def test_a_single_measured_row_has_no_trend():
     assert set(status.drop("resnet50")) == {"not_measured"}           # declared rows without results
 
 
+@pytest.fixture(scope="module")
+def tiny_caches(tmp_path_factory):
+    """Experiment and proxy-data caches shared by this module's tests: each tiny run trains once."""
+    root = tmp_path_factory.mktemp("tiny-table1-caches")
+    from tests.test_classification_proxy import write_fake_fashion_mnist
+
+    write_fake_fashion_mnist(root)
+    return root
+
+
 @pytest.fixture
-def tiny_table1(tmp_path, monkeypatch):
+def tiny_table1(tiny_caches, monkeypatch, output_dir):
     """Tab. 1 with two cheap proxy rows (2 training steps) on a 2-image-per-class Fashion-MNIST
-    fixture, every output and cache redirected to tmp_path."""
+    fixture, every output redirected to a fresh folder and the caches to the module's."""
     import dataclasses
 
     import reproductions.table1 as table1
-    from reproductions import report
     from training import experiments
-    from training.engine import Recipe
+    from training.recipe import Recipe
 
-    from tests.test_classification_proxy import write_fake_fashion_mnist
-
-    write_fake_fashion_mnist(tmp_path)
-    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
-    monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path / "experiments")
-    monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tmp_path / "proxy-data")
-    monkeypatch.setattr(runner, "TABLES_DIR", tmp_path / "tables")
-    monkeypatch.setattr(report, "REPORT_FILE", tmp_path / "report" / "index.html")
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tiny_caches))
+    monkeypatch.setattr(experiments, "CACHE_DIR", tiny_caches / "experiments")
+    monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tiny_caches / "proxy-data")
     data = experiments.Data("fashion-mnist", train=2, val=1)
     recipe = Recipe(steps=2, batch_size=4, crop_size=(32, 32))
     proxy = tuple((row, experiments.Experiment(preset, data, recipe, (32, 32)))
                   for row, preset in (("resnet50", "resnet50"), ("conv-stem-attention-bn", "resnet50")))
     monkeypatch.setattr(table1, "SPEC", dataclasses.replace(table1.SPEC, proxy=proxy))
-    return tmp_path
+    return output_dir
 
 
 def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsys):
@@ -113,9 +118,38 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
     provenance = json.loads((tiny_table1 / "tables" / "table1.proxy.provenance.json").read_text())
     assert provenance["seeds"] == [0, 1, 2] and provenance["config_hash"] == trained.fingerprint(
         __import__("reproductions.table1", fromlist=["SPEC"]).SPEC)
+    # Every seed's value is kept, in the CSV and the provenance, with the machine (issue #10, item 4).
+    for _, r in written.iterrows():
+        values = [float(v) for v in r["values"].split(";")]
+        assert len(values) == 3 and np.mean(values) == pytest.approx(float(r["measured"]), abs=1e-3)
+        assert provenance["values"][r["row"]][r["metric"]] == pytest.approx(values, abs=1e-4)
+    assert provenance["machine"]["backend"] in ("tensorflow", "jax") and provenance["machine"]["device"]
+    assert provenance["machine"]["cpu"]["model"] and "training_seconds" in provenance
     assert "Tab. 1 at proxy fidelity" in (tiny_table1 / "report" / "index.html").read_text()
     # A smoke test runs the same path capped, prints, and writes nothing.
     before = {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()}
     assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
     assert "smoke test (2 steps of batch 2, not results; nothing written)" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
+
+
+def test_a_rerun_on_another_machine_is_compared_within_seed_noise(tiny_table1, capsys):
+    import run_all
+
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--quiet"]) == 0
+    path = tiny_table1 / "tables" / "table1.proxy.provenance.json"
+    stored = json.loads(path.read_text())
+    # The stored result as if measured on another CPU: other values for the same configuration.
+    stored["machine"]["cpu"]["model"] = "Some Other CPU"
+    stored["values"]["resnet50"]["Top-1"] = [v + 0.5 for v in stored["values"]["resnet50"]["Top-1"]]
+    stored["values"]["conv-stem-attention-bn"]["Top-1"] = [90.0, 91.0, 90.5]
+    path.write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--quiet"]) == 0  # cached runs: same values
+    rerun = json.loads(path.read_text())
+    previous = rerun["previous_run"]
+    assert previous["machine"].startswith("Some Other CPU")
+    comparison = {c["row"]: c for c in previous["comparison"]}
+    assert comparison["resnet50"]["difference"] == pytest.approx(-0.5, abs=1e-3)
+    assert comparison["conv-stem-attention-bn"]["within_seed_noise"] is False
+    assert "re-run of a stored result (Some Other CPU" in capsys.readouterr().err

@@ -39,18 +39,51 @@ def test_batches_are_a_function_of_seed_and_step(proxy_root):
     assert not (a.batch(6)[0] == images_a).all()
 
 
-def test_interrupted_and_resumed_run_equals_uninterrupted(proxy_root, tmp_path):
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from tests.test_training_engine import make_trainer
+
+trainer = make_trainer(Path(sys.argv[1]), Path(sys.argv[2]))
+batch = trainer.batches.batch
+
+def batch_or_die(step):
+    if step == 3:  # killed during step 3: steps 0-2 finished, the last checkpoint is step 2's
+        os.kill(os.getpid(), signal.SIGKILL)
+    return batch(step)
+
+trainer.batches.batch = batch_or_die
+trainer.train(progress=False)
+"""
+
+
+def read_log(workdir):
+    import json
+
+    return [json.loads(line) for line in (workdir / "log.jsonl").read_text().splitlines()]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_and_logs_every_step_once(proxy_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from reproductions.runner import ROOT
+
     uninterrupted = make_trainer(proxy_root, tmp_path / "a").train(progress=False)
-    first = make_trainer(proxy_root, tmp_path / "b").train(until=2, progress=False)
-    resumed_trainer = make_trainer(proxy_root, tmp_path / "b")      # a fresh process would do the same
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(proxy_root), str(tmp_path / "b")], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    # Every finished step reached the disk before the kill (issue #10, item 3).
+    assert [r["step"] for r in read_log(tmp_path / "b")] == [0, 1, 2]
+    resumed_trainer = make_trainer(proxy_root, tmp_path / "b")
     assert int(resumed_trainer.step.numpy()) == 2
-    resumed = resumed_trainer.train(progress=False)
-    got = [r["total"] for r in first + resumed]
+    resumed_trainer.train(progress=False)
+    log = read_log(tmp_path / "b")
+    assert [r["step"] for r in log] == [0, 1, 2, 3]  # step 2, trained again, logged once
     want = [r["total"] for r in uninterrupted]
-    assert len(got) == len(want) == 4
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose([r["total"] for r in log], want, rtol=1e-6)
     assert all(np.isfinite(want)) and len(set(np.round(want, 6))) > 1
-    assert (tmp_path / "b" / "log.jsonl").read_text().count("\n") == 4
 
 
 def test_mirrored_and_multi_worker_strategies_match_one_device():

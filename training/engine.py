@@ -13,9 +13,10 @@ losses, classification batches with cross-entropy (the ImageNet recipe).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -24,37 +25,7 @@ import tensorflow as tf
 
 from training import losses
 from training.optimizers import RAdamLookahead, WarmupPolyDecay
-
-STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-OPTIMIZERS = ("radam-lookahead", "sgd-nesterov")
-
-
-class TrainingError(RuntimeError):
-    """A problem the user must fix (no TPU, a bad precision for the device); one line."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A training recipe.  The paper's panoptic one: RAdam + Lookahead at 0.001 with linear
-    warm-up and poly decay (Sec. 4); its ImageNet one follows [65] (see experiments.py)."""
-
-    steps: int
-    batch_size: int
-    crop_size: tuple[int, int]
-    learning_rate: float = 0.001
-    warmup_steps: int = 0
-    checkpoint_every: int = 100
-    seed: int = 0
-    optimizer: str = "radam-lookahead"
-    schedule: str = "poly"              # poly (Panoptic-DeepLab) or cosine
-    label_smoothing: float = 0.0        # classification only
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
-        if self.schedule not in ("poly", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected poly or cosine")
+from training.recipe import PRECISIONS, STRATEGIES, Recipe, TrainingError  # noqa: F401 (re-exported)
 
 
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
@@ -202,7 +173,7 @@ class Trainer:
         start = int(self.step.numpy())
         bar = tqdm(range(start, until), initial=start, total=until, desc=desc, unit="step",
                    file=sys.stderr, disable=None if progress else True)
-        with (self.workdir / "log.jsonl").open("a") as log:
+        with StepLog(self.workdir / "log.jsonl", start) as log:
             for step in bar:
                 began = time.perf_counter()
                 images, targets = self.batches.batch(step)
@@ -212,8 +183,43 @@ class Trainer:
                 record = {"step": step, **{k: float(v) for k, v in result.items()},
                           "images_per_second": len(images) / (time.perf_counter() - began)}
                 logs.append(record)
-                log.write(json.dumps(record) + "\n")
+                log.write(record)
                 bar.set_postfix(loss=f"{record['total']:.4f}", img_s=f"{record['images_per_second']:.1f}")
                 if (step + 1) % self.recipe.checkpoint_every == 0 or step + 1 == until:
                     self.manager.save(checkpoint_number=step + 1)
         return logs
+
+
+class StepLog:
+    """The per-step JSONL log of a run: one record per finished step, on disk when the step ends.
+
+    Each record is flushed and fsynced as it is written, so a run killed at any moment keeps
+    every step it finished.  A resumed run restarts at its last checkpoint, so the records of
+    steps after it (computed again now) are dropped first: each step is logged once."""
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        kept = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill
+                if record.get("step", start) < start:
+                    kept.append(line)
+        from runtime.files import write_atomic
+
+        write_atomic(path, "".join(line + "\n" for line in kept))
+
+    def __enter__(self):
+        self.file = self.path.open("a")
+        return self
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def __exit__(self, *exc):
+        self.file.close()

@@ -19,6 +19,7 @@ Full experiments read the paper's datasets under the directory the user names
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.engine import Recipe
+from runtime.files import CACHE_ROOT
+from training.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = ROOT / ".cache" / "experiments"
-DATA_CACHE_DIR = ROOT / ".cache" / "proxy-data"
+CACHE_DIR = CACHE_ROOT / "experiments"
+DATA_CACHE_DIR = CACHE_ROOT / "proxy-data"
 PROXY_WIDTH = 0.25
 PROXY_SEEDS = (0, 1, 2)
 # Keras' 0.99 keeps 37 % of the initial statistics after 100 steps: evaluated with them,
@@ -189,15 +191,16 @@ def _panoptic_root(experiment: Experiment, data_dir) -> tuple[Path, str]:
 
 # --- running ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def _code_fingerprint() -> str:
-    """Hash of the code a trained result depends on, and the library versions.  Source is
-    hashed as its syntax tree, so editing a comment does not throw away hours of training."""
+    """Hash of the code a trained result depends on, and the Keras version.  Source is
+    hashed as its syntax tree, so editing a comment does not throw away hours of training.
+    (The backend and its version are machine facts: in the cache key, not in this hash.)"""
     import ast
 
-    import keras
-    import tensorflow as tf
+    from runtime.machine import library_versions
 
-    digest = hashlib.sha256(f"keras={keras.__version__};tf={tf.__version__}".encode())
+    digest = hashlib.sha256(f"keras={library_versions('keras')['keras']}".encode())
     for folder in ("models", "training", "data", "evaluation"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             digest.update(path.relative_to(ROOT).as_posix().encode())
@@ -206,7 +209,15 @@ def _code_fingerprint() -> str:
 
 
 def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
-    key = hashlib.sha256(f"{experiment!r}|{data_dir}|{_code_fingerprint()}".encode()).hexdigest()[:20]
+    """The run's folder: keyed by the experiment, the data, the code, and the backend with its
+    version (a result trained under JAX is not served to a TensorFlow run, nor the reverse)."""
+    import keras
+
+    from runtime.machine import library_versions
+
+    name = keras.backend.backend()
+    backend = f"{name}={library_versions(name)[name]}"
+    key = hashlib.sha256(f"{experiment!r}|{data_dir}|{_code_fingerprint()}|{backend}".encode()).hexdigest()[:20]
     return CACHE_DIR / f"{experiment.preset}-{experiment.data.name}-{key}" / f"seed{seed}"
 
 
@@ -215,7 +226,7 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     """Metrics of one seed of `experiment`: cached, or trained (resuming) and evaluated.
 
     max_steps caps training (a smoke test of the full path); the result says so."""
-    from reproductions.runner import write_atomic
+    from runtime.files import write_atomic
 
     recipe = dataclasses.replace(experiment.recipe, seed=seed)
     if max_steps is not None and max_steps < recipe.steps:
@@ -224,12 +235,19 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     result_file = directory / "metrics.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
+    import time
+
+    from runtime import machine
+
+    began = time.perf_counter()
     if experiment.data.task == "classification":
         metrics = _run_classification(experiment, recipe, directory, data_dir, progress, strategy, precision)
     else:
         metrics = _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision)
+    # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
     result = {"metrics": metrics, "seed": seed, "steps": recipe.steps,
-              "experiment": experiment.describe(), "capped": recipe.steps < experiment.recipe.steps}
+              "experiment": experiment.describe(), "capped": recipe.steps < experiment.recipe.steps,
+              "seconds": round(time.perf_counter() - began, 1), "machine": machine.describe()}
     write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
 

@@ -1,0 +1,41 @@
+"""What to train and where, as plain data: the recipe, and the names of the device options.
+
+Kept free of any numerical library so that command lines can validate their flags (and answer
+`--help`) before TensorFlow or JAX is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+OPTIMIZERS = ("radam-lookahead", "sgd-nesterov")
+SCHEDULES = ("poly", "cosine")
+
+
+class TrainingError(RuntimeError):
+    """A problem the user must fix (no TPU, a bad precision for the device); one line."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe.  The paper's panoptic one: RAdam + Lookahead at 0.001 with linear
+    warm-up and poly decay (Sec. 4); its ImageNet one follows [65] (see experiments.py)."""
+
+    steps: int
+    batch_size: int
+    crop_size: tuple[int, int]
+    learning_rate: float = 0.001
+    warmup_steps: int = 0
+    checkpoint_every: int = 100
+    seed: int = 0
+    optimizer: str = "radam-lookahead"
+    schedule: str = "poly"              # poly (Panoptic-DeepLab) or cosine
+    label_smoothing: float = 0.0        # classification only
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
