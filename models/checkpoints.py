@@ -86,16 +86,16 @@ def keras_scope(deeplab2_scope: str) -> str:
     return "_".join(names)
 
 
-def _similarity_norm(value: np.ndarray, target_shape) -> np.ndarray:
-    """[terms, 1, heads, 1, 1] -> (heads * terms,), term fastest."""
-    terms = value.shape[0]
-    return np.ascontiguousarray(value.reshape(terms, -1).T).reshape(-1)
+class Flatten:
+    """deeplab2's attention BN parameters, [terms, 1, heads, 1, depth], as the flat vector of
+    models/layers' attention BN: index (head, channel) major, term fastest."""
 
+    def shape(self, source_shape) -> tuple[int, ...]:
+        return (int(np.prod(source_shape)),)
 
-def _retrieved_norm(value: np.ndarray, target_shape) -> np.ndarray:
-    """[terms, 1, heads, 1, depth] -> (heads * depth * terms,), term fastest."""
-    terms = value.shape[0]
-    return np.ascontiguousarray(value.reshape(terms, -1).T).reshape(-1)
+    def __call__(self, value: np.ndarray) -> np.ndarray:
+        terms = value.shape[0]
+        return np.ascontiguousarray(value.reshape(terms, -1).T).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ def deeplab2_rules() -> tuple[Rule, ...]:
         Rule(rf"(?P<scope>.+)/_batch_norm_qkv/(?P<var>{BN_VARIABLES})", "{layer}/qkv_norm/{var}"),
         Rule(r"(?P<scope>.+)/_(?P<which>query|key|value)_rpe/embeddings", "{layer}/{which}_position_table/embeddings"),
         Rule(rf"(?P<scope>.+)/_batch_norm_similarity/(?P<var>{BN_VARIABLES})", "{layer}/similarity_norm/{var}",
-             _similarity_norm),
+             Flatten()),
         Rule(rf"(?P<scope>.+)/_batch_norm_retrieved_output/(?P<var>{BN_VARIABLES})", "{layer}/output_norm/{var}",
-             _retrieved_norm),
+             Flatten()),
     )
 
 
@@ -177,19 +177,15 @@ class Conversion:
     skipped_unused: list[str] = field(default_factory=list)
 
 
-def load_deeplab2(checkpoint, preset, input_size=None) -> Conversion:
-    """Builds `preset` (a presets.Preset, overrides applied) at `input_size` and fills every
-    variable from the deeplab2 checkpoint; ConversionError on the first problem."""
-    import tensorflow as tf
-
-    reader = open_deeplab2_checkpoint(checkpoint)
-    shapes = reader.get_variable_to_shape_map()
-    model = preset.build(tuple(input_size) if input_size else None)
+def match_variables(checkpoint_shapes: dict, model, preset) -> tuple[dict, Conversion]:
+    """{Keras variable path: (checkpoint key, transform)} for every variable of `model`, from
+    the checkpoint's {key: shape}; ConversionError on the first variable that cannot be placed,
+    shape that differs, or Keras variable left without a value.  Shapes only: nothing is read."""
     targets = {variable.path: variable for variable in model.weights}
     unused_scopes = getattr(preset.model, "unused_checkpoint_scopes", ())
     conversion = Conversion(model)
-    values = {}
-    for key in sorted(shapes):
+    plan = {}
+    for key in sorted(checkpoint_shapes):
         if is_training_state(key):
             conversion.skipped_training_state += 1
             continue
@@ -202,28 +198,40 @@ def load_deeplab2(checkpoint, preset, input_size=None) -> Conversion:
         if target is None:
             raise ConversionError(f"unused checkpoint variable {name}: {preset.name} has no Keras variable "
                                   f"{path} (a checkpoint of another model?)")
-        if path in values:
-            raise ConversionError(f"checkpoint variables {values[path][0]} and {name} both map to {path}")
-        try:
-            value = reader.get_tensor(key)
-        except (tf.errors.OpError, ValueError) as error:
-            raise ConversionError(f"cannot read {name} from {checkpoint} (corrupt or truncated: "
-                                  f"{_first_line(error)})") from None
-        value = np.asarray(value)
-        converted = transform(value, target.shape) if transform is not None and value.size == int(
-            np.prod(target.shape)) else value
-        if tuple(converted.shape) != tuple(target.shape):
-            raise ConversionError(f"shape mismatch: checkpoint {name} is {list(value.shape)} but {preset.name}'s "
+        if path in plan:
+            raise ConversionError(f"checkpoint variables {plan[path][0]} and {name} both map to {path}")
+        shape = tuple(int(n) for n in checkpoint_shapes[key])
+        converted = transform.shape(shape) if transform is not None else shape
+        if converted != tuple(target.shape):
+            raise ConversionError(f"shape mismatch: checkpoint {name} is {list(shape)} but {preset.name}'s "
                                   f"{path} is {list(target.shape)} (a checkpoint of another model?)")
-        values[path] = (name, converted)
-    missing = [path for path in targets if path not in values]
+        plan[path] = (key, transform)
+    missing = [path for path in targets if path not in plan]
     if missing:
         raise ConversionError(f"missing: the checkpoint has no variable for {preset.name}'s {missing[0]} "
                               f"({len(missing)} of {len(targets)} Keras variables without a value; "
                               "a checkpoint of another model?)")
-    for path, (_, value) in values.items():
-        targets[path].assign(value.astype(targets[path].dtype))
-    conversion.assigned = len(values)
+    conversion.assigned = len(plan)
+    return plan, conversion
+
+
+def load_deeplab2(checkpoint, preset, input_size=None) -> Conversion:
+    """Builds `preset` (a presets.Preset, overrides applied) at `input_size` (default: the
+    preset's) and fills every variable from the deeplab2 checkpoint; ConversionError on the
+    first problem, before any value is read when the names or shapes do not fit."""
+    import tensorflow as tf
+
+    reader = open_deeplab2_checkpoint(checkpoint)
+    model = preset.build(tuple(input_size) if input_size else None)
+    plan, conversion = match_variables(reader.get_variable_to_shape_map(), model, preset)
+    targets = {variable.path: variable for variable in model.weights}
+    for path, (key, transform) in plan.items():
+        try:
+            value = np.asarray(reader.get_tensor(key))
+        except (tf.errors.OpError, ValueError, IndexError) as error:  # IndexError: data file cut short
+            raise ConversionError(f"cannot read {key} from {checkpoint} (corrupt or truncated: "
+                                  f"{_first_line(error)})") from None
+        targets[path].assign((transform(value) if transform is not None else value).astype(targets[path].dtype))
     return conversion
 
 

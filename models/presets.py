@@ -322,4 +322,4 @@ for _name, _config in (("axial-swidernet-1-1-1", "axial_swidernet_1_1_1_os16"),
         summary=f"Panoptic-DeepLab with deeplab2's {_name} backbone, Cityscapes model zoo (output stride 16).",
         cites=(), input_size=CITYSCAPES.input_size, origin="deeplab2",
         source=f"deeplab2 configs/cityscapes/axial_deeplab/{_config}.textproto",
-        zoo_row=_name))
+        zoo_row=_name.replace("4.5", "4p5")))  # row ids of reported/model_zoo.csv are [a-z0-9-]
