@@ -1,8 +1,14 @@
-"""Released checkpoints into the suite's Keras models: deeplab2's TF2 checkpoints.
+"""Released checkpoints into the suite's Keras models: deeplab2's TF2 checkpoints, and the
+first author's PyTorch Axial-ResNets.
 
     python -m models.checkpoints deeplab2 CKPT --preset NAME --output OUT.weights.h5
         [--width W --stem-width W --blocks N,N,N,N --output-stride S --num-classes C]
         [--check-input X.npy --check-outputs Y.npz [--tolerance 1e-4]]
+    python -m models.checkpoints axial-deeplab-pytorch FILE.npz|FILE.pth --preset pytorch-axial50s
+        --output OUT.weights.h5 [--width S --blocks N,N,N,N --num-classes C] [--check-...]
+
+The PyTorch rules are beside their code below (`PYTORCH_MODULES`); torch is needed only to read
+a .pth file, and its absence is a one-line message.  What follows is about deeplab2.
 
 CKPT is a checkpoint prefix (`.../ckpt-60000`) or a folder holding one.  It is read with
 `tf.train.load_checkpoint`; no deeplab2 code is needed.  Every model variable of the checkpoint
@@ -51,6 +57,7 @@ import json
 import os
 import re
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,6 +242,195 @@ def load_deeplab2(checkpoint, preset, input_size=None) -> Conversion:
     return conversion
 
 
+# --- the first author's PyTorch checkpoints (csrhddlam/axial-deeplab) --------------------------
+# models/axial_pytorch.py names its layers after the PyTorch modules; these are the rules:
+#   conv1 / bn1                            -> stem_conv / stem_conv_bn
+#   layer<l>.<b>.conv_down / bn1           -> stage<l>_block<b+1>_conv_down / _conv_down_bn
+#   layer<l>.<b>.hight_block / width_block -> stage<l>_block<b+1>_height / _width  (axial layers)
+#   layer<l>.<b>.conv_up / bn2             -> stage<l>_block<b+1>_conv_up / _conv_up_bn
+#   layer<l>.<b>.downsample.0 / .1         -> stage<l>_block<b+1>_downsample / _downsample_bn
+#   fc                                     -> fc
+# Convolution weights (out, in, kh, kw) become (kh, kw, in, out); fc's (out, in) becomes (in, out).
+# BN: weight, bias, running_mean, running_var -> gamma, beta, moving_mean, moving_variance, the
+# epsilon (PyTorch 1e-5, Keras 1e-3) folded into gamma; num_batches_tracked is training state.
+# Axial layers (axialnet.py's AxialAttention): its qkv channels are interleaved per head
+# ([q | k | v] of each head in turn), models/layers' are [all q | all k | all v]; its similarity
+# BN channel is term * heads + head, models/layers' head * 3 + term; its output BN has the same
+# order (channel, term).  Its `relative` table [2 * depth per head, 2K - 1] stacks the q, k and v
+# tables over an axis of length K; its q and v terms index a column by query - key + K - 1, its k
+# term by key - query + K - 1; models/layers' tables index a row by key - query + 254, so each
+# column lands on one row, and the rows for offsets beyond K - 1 (never used at 224 x 224) are 0.
+# `flatten_index` is derived from K: checked, not loaded.
+
+PYTORCH_MODULES = (
+    (r"conv1", "conv", "stem_conv"),
+    (r"bn1", "bn", "stem_conv_bn"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.conv_down", "conv", "{block}_conv_down"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.bn1", "bn", "{block}_conv_down_bn"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.hight_block", "attention", "{block}_height"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.width_block", "attention", "{block}_width"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.conv_up", "conv", "{block}_conv_up"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.bn2", "bn", "{block}_conv_up_bn"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.downsample\.0", "conv", "{block}_downsample"),
+    (r"layer(?P<l>\d+)\.(?P<b>\d+)\.downsample\.1", "bn", "{block}_downsample_bn"),
+    (r"fc", "dense", "fc"),
+)
+KERAS_BN_EPSILON = 1e-3
+PYTORCH_BN_EPSILON = 1e-5
+
+
+def read_pytorch_state_dict(path) -> dict[str, np.ndarray]:
+    """A state_dict as numpy arrays, from a .npz (numpy.savez of the state_dict: no PyTorch
+    needed) or a PyTorch file (.pth/.pt/.tar, torch.load; a {'state_dict': ...} training
+    checkpoint too).  DataParallel's `module.` prefix is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"checkpoint not found: {path}")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                state = {key: np.asarray(archive[key]) for key in archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ConversionError(f"cannot read {path} as .npz (corrupt or truncated: {_first_line(error)})") from None
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise ConversionError(f"reading {path.name} needs PyTorch, an optional dependency (pip install torch); "
+                                  "without it, save the state_dict as .npz: numpy.savez(OUT, **{k: v.numpy() for "
+                                  "k, v in state_dict.items()})") from None
+        try:
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a file that is not its format
+            raise ConversionError(f"cannot read {path} as a PyTorch checkpoint ({_first_line(error)})") from None
+        if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+            loaded = loaded["state_dict"]
+        if not isinstance(loaded, dict):
+            raise ConversionError(f"{path} holds no state_dict")
+        state = {key: value.detach().cpu().numpy() for key, value in loaded.items() if hasattr(value, "detach")}
+    return {(key[len("module."):] if key.startswith("module.") else key): value for key, value in state.items()}
+
+
+def _pytorch_modules(state: dict) -> dict[tuple[str, str, str], dict[str, np.ndarray]]:
+    """{(kind, Keras layer, PyTorch module): {parameter: array}}; ConversionError for a key no
+    rule places."""
+    modules: dict = {}
+    for key in sorted(state):
+        for pattern, kind, layer in PYTORCH_MODULES:
+            found = re.fullmatch(rf"(?P<module>{pattern})\.(?P<param>.+)", key)
+            if found:
+                groups = found.groupdict()
+                block = f"stage{groups['l']}_block{int(groups['b']) + 1}" if groups.get("l") else ""
+                modules.setdefault((kind, layer.format(block=block), groups["module"]), {})[groups["param"]] = state[key]
+                break
+        else:
+            raise ConversionError(f"unused checkpoint variable {key}: no mapping rule places it in a Keras model")
+    return modules
+
+
+def _take(params: dict, module: str, names) -> list[np.ndarray]:
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ConversionError(f"missing: the checkpoint has no {module}.{missing[0]}")
+    return [params.pop(n) for n in names]
+
+
+def _pytorch_bn(params: dict, module: str) -> tuple[np.ndarray, ...]:
+    gamma, beta, mean, var = _take(params, module, ("weight", "bias", "running_mean", "running_var"))
+    params.pop("num_batches_tracked", None)  # training state
+    gamma = gamma * np.sqrt((var + KERAS_BN_EPSILON) / (var + PYTORCH_BN_EPSILON))
+    return gamma, beta, mean, var
+
+
+def _bn_values(layer_path: str, bn, order=None) -> dict:
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
+    return {f"{layer_path}/{n}": (v if order is None else v[order]) for n, v in zip(names, bn)}
+
+
+def _pytorch_attention(params: dict, module: str, layer: str, heads: int, rows: int) -> dict:
+    (qkv,) = _take(params, module, ("qkv_transform.weight",))
+    width = qkv.shape[0] // 2
+    if qkv.ndim != 3 or width % heads or (width // heads) % 2:
+        raise ConversionError(f"shape mismatch: {module}.qkv_transform.weight is {list(qkv.shape)}, not "
+                              f"[2 x width, in, 1] with width divisible into {heads} heads")
+    per_head, key_depth = width // heads, width // heads // 2
+    head_base = np.arange(heads)[:, None] * 2 * per_head
+    order = np.concatenate([(head_base + np.arange(key_depth)).ravel(),               # q of every head
+                            (head_base + key_depth + np.arange(key_depth)).ravel(),   # k
+                            (head_base + per_head + np.arange(per_head)).ravel()])    # v
+    values = {f"{layer}/qkv_kernel": qkv[:, :, 0].T[:, order]}
+    values.update(_bn_values(f"{layer}/qkv_norm", _pytorch_bn(_sub(params, "bn_qkv"), f"{module}.bn_qkv"), order))
+    similarity = (np.arange(3)[None, :] * heads + np.arange(heads)[:, None]).ravel()  # (head, term) order
+    values.update(_bn_values(f"{layer}/similarity_norm",
+                             _pytorch_bn(_sub(params, "bn_similarity"), f"{module}.bn_similarity"), similarity))
+    values.update(_bn_values(f"{layer}/output_norm", _pytorch_bn(_sub(params, "bn_output"), f"{module}.bn_output")))
+    (relative,) = _take(params, module, ("relative",))
+    length = (relative.shape[1] + 1) // 2
+    if relative.shape[0] != 2 * per_head or relative.shape[1] != 2 * length - 1 or length > (rows + 1) // 2:
+        raise ConversionError(f"shape mismatch: {module}.relative is {list(relative.shape)}")
+    (flatten_index,) = _take(params, module, ("flatten_index",))
+    expected_index = (np.arange(length)[:, None] - np.arange(length)[None, :] + length - 1).ravel()
+    if not np.array_equal(np.asarray(flatten_index).ravel(), expected_index):
+        raise ConversionError(f"{module}.flatten_index is not the relative index of an axis of {length}")
+    offsets = np.arange(-(length - 1), length)  # key - query
+    centre = (rows - 1) // 2
+    for name, table, column in (("query", relative[:key_depth], length - 1 - offsets),
+                                ("key", relative[key_depth:per_head], length - 1 + offsets),
+                                ("value", relative[per_head:], length - 1 - offsets)):
+        full = np.zeros((rows, table.shape[0]), table.dtype)
+        full[centre + offsets] = table[:, column].T
+        values[f"{layer}/{name}_position_table/embeddings"] = full
+    return values
+
+
+def _sub(params: dict, prefix: str) -> dict:
+    """The parameters of a child module, removed from `params`."""
+    keys = [k for k in params if k.startswith(prefix + ".")]
+    return {k[len(prefix) + 1:]: params.pop(k) for k in keys}
+
+
+def load_axial_deeplab_pytorch(path, preset, input_size=None) -> Conversion:
+    """Builds `preset` (a pytorch-... preset, overrides applied) and fills every variable from
+    the PyTorch state_dict; ConversionError on the first problem."""
+    from models.layers import MAX_SPAN
+
+    state = read_pytorch_state_dict(path)
+    model = preset.build(tuple(input_size) if input_size else None)
+    targets = {variable.path: variable for variable in model.weights}
+    values: dict = {}
+    conversion = Conversion(model)
+    conversion.skipped_training_state = sum(k.endswith("num_batches_tracked") for k in state)
+    for (kind, layer, module), params in _pytorch_modules(state).items():
+        if kind == "conv":
+            (weight,) = _take(params, module, ("weight",))
+            values[f"{layer}/kernel"] = weight.transpose(2, 3, 1, 0)
+        elif kind == "bn":
+            values.update(_bn_values(layer, _pytorch_bn(params, module)))
+        elif kind == "dense":
+            weight, bias = _take(params, module, ("weight", "bias"))
+            values[f"{layer}/kernel"], values[f"{layer}/bias"] = weight.T, bias
+        else:
+            values.update(_pytorch_attention(params, module, layer, preset.model.num_heads, 2 * MAX_SPAN - 1))
+        if params:
+            raise ConversionError(f"unused checkpoint variable {module}.{sorted(params)[0]}: no mapping rule places it")
+    for path, value in values.items():
+        if path not in targets:
+            raise ConversionError(f"unused checkpoint values for {path}: {preset.name} has no such Keras variable "
+                                  "(a checkpoint of another model?)")
+        if tuple(value.shape) != tuple(targets[path].shape):
+            raise ConversionError(f"shape mismatch: the checkpoint gives {path} {list(value.shape)} but "
+                                  f"{preset.name}'s is {list(targets[path].shape)} (a checkpoint of another model?)")
+    missing = [path for path in targets if path not in values]
+    if missing:
+        raise ConversionError(f"missing: the checkpoint has no variable for {preset.name}'s {missing[0]} "
+                              f"({len(missing)} of {len(targets)} Keras variables without a value; "
+                              "a checkpoint of another model?)")
+    for path, value in values.items():
+        targets[path].assign(np.asarray(value).astype(targets[path].dtype))
+    conversion.assigned = len(values)
+    return conversion
+
+
 # --- checking --------------------------------------------------------------------------------
 
 ENDPOINTS = tuple(f"{kind}{k}" for k in range(1, 6) for kind in ("stage", "res")) + ("backbone_output",)
@@ -245,12 +441,14 @@ def endpoint_model(model):
     model the encoder's stage<k> (before activation) and res<k> (the ReLU layers named so)."""
     import keras
 
-    outputs = dict(model.output) if isinstance(model.output, dict) else {}
+    outputs = dict(model.output) if isinstance(model.output, dict) else {"logits": model.output}
     names = {layer.name for layer in model.layers}
     for k in range(1, 6):
         if f"res{k}" in names and f"res{k}" not in outputs:
             layer = model.get_layer(f"res{k}")
             outputs[f"res{k}"], outputs[f"stage{k}"] = layer.output, layer.input
+        if f"layer{k}" in names:  # the PyTorch Axial-ResNets' stage outputs
+            outputs[f"layer{k}"] = model.get_layer(f"layer{k}").output
     return keras.Model(model.inputs, outputs, name=f"{model.name}_endpoints")
 
 
@@ -281,7 +479,7 @@ def _load_check_files(input_path, outputs_path) -> tuple[np.ndarray, dict]:
         inputs = np.load(input_path, allow_pickle=False)
     except FileNotFoundError:
         raise ConversionError(f"check input not found: {input_path}") from None
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:
         raise ConversionError(f"cannot read check input {input_path} as .npy ({_first_line(error)})") from None
     if inputs.ndim != 4 or inputs.shape[-1] != 3:
         raise ConversionError(f"check input {input_path} is {list(inputs.shape)}; expected [batch, height, width, 3]")
@@ -290,7 +488,7 @@ def _load_check_files(input_path, outputs_path) -> tuple[np.ndarray, dict]:
             expected = {key: np.asarray(archive[key], np.float64) for key in archive.files}
     except FileNotFoundError:
         raise ConversionError(f"check outputs not found: {outputs_path}") from None
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ConversionError(f"cannot read check outputs {outputs_path} as .npz ({_first_line(error)})") from None
     return inputs.astype(np.float32), expected
 
@@ -363,27 +561,34 @@ def overrides_from(args) -> dict:
     return overrides
 
 
-def resolve_preset(name: str, overrides: dict):
+FORMATS = {  # command-line format -> (preset origin, loader, what the presets are called)
+    "deeplab2": ("deeplab2", "load_deeplab2", "deeplab2-..."),
+    "axial-deeplab-pytorch": ("pytorch", "load_axial_deeplab_pytorch", "pytorch-..."),
+}
+
+
+def resolve_preset(name: str, overrides: dict, checkpoint_format: str = "deeplab2"):
     from models import presets
 
     try:
         preset = presets.get(name)
     except KeyError as error:
         raise ConversionError(error.args[0]) from None
-    if preset.origin != "deeplab2":
-        raise ConversionError(f"{name} is not a deeplab2-layout preset; deeplab2 checkpoints load into the "
-                              "deeplab2-... presets")
+    origin, _, family = FORMATS[checkpoint_format]
+    if preset.origin != origin:
+        raise ConversionError(f"{name} is not a {checkpoint_format}-layout preset; {checkpoint_format} checkpoints "
+                              f"load into the {family} presets")
     if "num_classes" in overrides and not hasattr(preset.model, "num_classes"):
-        raise ConversionError(f"--num-classes applies to panoptic presets; {name} is a backbone")
+        raise ConversionError(f"--num-classes applies to models with a classifier; {name} is a backbone")
     try:
         return preset.variant(**overrides)
     except (ValueError, TypeError) as error:
-        raise ConversionError(f"{name}: {error}") from None
+        raise ConversionError(f"{name}: {_first_line(error)}") from None
 
 
 def convert_command(args) -> int:
     overrides = overrides_from(args)
-    preset = resolve_preset(args.preset, overrides)
+    preset = resolve_preset(args.preset, overrides, args.format)
     output = Path(args.output)
     if not output.name.endswith(".weights.h5"):
         raise ConversionError(f"--output must end in .weights.h5 (Keras weights), got {output.name}")
@@ -394,7 +599,7 @@ def convert_command(args) -> int:
     check = _load_check_files(args.check_input, args.check_outputs) if args.check_input else None
     input_size = check[0].shape[1:3] if check else None
 
-    conversion = load_deeplab2(args.checkpoint, preset, input_size)
+    conversion = globals()[FORMATS[args.format][1]](args.checkpoint, preset, input_size)
     print(f"{preset.name}: {conversion.assigned} variables from {args.checkpoint} "
           f"({conversion.skipped_training_state} entries of training state passed over)")
     if conversion.skipped_unused:
@@ -403,7 +608,7 @@ def convert_command(args) -> int:
               "them (deeplab2's decoders read res5, before MaX-DeepLab-L's stacked decoder)")
     record = {"preset": args.preset, "overrides": {k: list(v) if isinstance(v, tuple) else v
                                                    for k, v in overrides.items()},
-              "source": {"format": "deeplab2", "checkpoint": str(args.checkpoint)},
+              "source": {"format": args.format, "checkpoint": str(args.checkpoint)},
               "variables": conversion.assigned, "unused_checkpoint_variables": len(conversion.skipped_unused)}
     if check:
         diffs = compare_outputs(conversion.model, *check)
@@ -435,6 +640,22 @@ def make_parser() -> argparse.ArgumentParser:
     d2.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                     help=f"largest absolute difference accepted by the check (default {DEFAULT_TOLERANCE:g})")
     d2.set_defaults(run=convert_command)
+    pt = formats.add_parser("axial-deeplab-pytorch",
+                            help="a state_dict of csrhddlam/axial-deeplab's Axial-ResNets: .npz (no PyTorch "
+                                 "needed) or .pth (needs torch, an optional dependency)")
+    pt.add_argument("checkpoint", help="FILE.npz (numpy.savez of the state_dict) or FILE.pth")
+    pt.add_argument("--preset", required=True, help="a pytorch-... preset (models/presets.py)")
+    pt.add_argument("--output", required=True, help="OUT.weights.h5 (OUT.json is written beside it)")
+    pt.add_argument("--width", type=float, help="AxialAttentionNet's s")
+    pt.add_argument("--blocks", help="AxialAttentionNet's layers, four comma-separated counts")
+    pt.add_argument("--num-classes", type=int, help="classes of the fc head (1000 on ImageNet)")
+    pt.set_defaults(stem_width=None, output_stride=None)
+    for sub in (pt,):
+        sub.add_argument("--check-input", help="X.npy: [batch, height, width, 3] images, as the model takes them")
+        sub.add_argument("--check-outputs", help="Y.npz: reference outputs by name (logits, layer1..layer4)")
+        sub.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                         help=f"largest absolute difference accepted by the check (default {DEFAULT_TOLERANCE:g})")
+    pt.set_defaults(run=convert_command)
     return parser
 
 

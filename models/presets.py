@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import keras
 
-from models import deeplab2
+from models import axial_pytorch, deeplab2
 from models.backbones import BackboneSpec
 from models.classifier import ClassifierSpec
 from models.deeplab2 import Deeplab2EncoderSpec, Deeplab2PanopticSpec
 from models.panoptic_deeplab import PanopticDeepLabSpec
 
-ORIGINS = ("paper", "deeplab2")
+ORIGINS = ("paper", "deeplab2", "pytorch")
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,16 @@ class Preset:
     """
 
     name: str
-    model: ClassifierSpec | PanopticDeepLabSpec | Deeplab2EncoderSpec | Deeplab2PanopticSpec
+    model: (ClassifierSpec | PanopticDeepLabSpec | Deeplab2EncoderSpec | Deeplab2PanopticSpec
+            | axial_pytorch.PyTorchAxialResNetSpec)
     summary: str
     cites: tuple[tuple[int, str], ...]
     input_size: tuple[int, int] = (224, 224)
     inference_scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     # "paper": a model of the paper's tables (cites its rows); "deeplab2": deeplab2's layout,
-    # citing `source` (a deeplab2 file and class or config) and maybe a model zoo row.
+    # citing `source` (a deeplab2 file and class or config) and maybe a model zoo row;
+    # "pytorch": the first author's PyTorch re-implementation (csrhddlam/axial-deeplab).
     origin: str = "paper"
     source: str = ""
     zoo_row: str = ""
@@ -63,13 +65,15 @@ class Preset:
         return self.model.build(input_size or self.input_size, name=self.name.replace(".", "_"))
 
     def variant(self, **overrides) -> "Preset":
-        """The same preset with deeplab2's get_model overrides (width_multiplier,
-        stem_width_multiplier, num_blocks, output_stride; num_classes for panoptic models),
-        e.g. the tiny Axial-ResNet of deeplab2's test fixture.  Without overrides, itself."""
+        """The same preset with its source's constructor overrides: deeplab2's get_model
+        arguments (width_multiplier, stem_width_multiplier, num_blocks, output_stride;
+        num_classes for panoptic models), or AxialAttentionNet's (width_multiplier = s,
+        num_blocks, num_classes); e.g. the tiny models of the checkpoint fixtures.  Without
+        overrides, itself."""
         if not overrides:
             return self
-        if self.origin != "deeplab2":
-            raise ValueError(f"{self.name}: only deeplab2 presets take overrides")
+        if self.origin == "paper":
+            raise ValueError(f"{self.name}: paper presets take no overrides")
         return dataclasses.replace(self, model=self.model.with_overrides(**overrides))
 
     def inference_runs(self) -> list[tuple[int, int]]:
@@ -323,3 +327,14 @@ for _name, _config in (("axial-swidernet-1-1-1", "axial_swidernet_1_1_1_os16"),
         cites=(), input_size=CITYSCAPES.input_size, origin="deeplab2",
         source=f"deeplab2 configs/cityscapes/axial_deeplab/{_config}.textproto",
         zoo_row=_name.replace("4.5", "4p5")))  # row ids of reported/model_zoo.csv are [a-z0-9-]
+
+
+# --- the first author's PyTorch Axial-ResNets (not paper rows): its checkpoints' layout -------
+# csrhddlam/axial-deeplab, lib/models/axialnet.py (commit 79088edb); models/axial_pytorch.py.
+for _name, _spec in (("axial26s", axial_pytorch.AXIAL26S), ("axial50s", axial_pytorch.AXIAL50S),
+                     ("axial50m", axial_pytorch.AXIAL50M), ("axial50l", axial_pytorch.AXIAL50L)):
+    register(Preset(
+        name=f"pytorch-{_name}", model=_spec, cites=(), origin="pytorch",
+        summary=f"The PyTorch re-implementation's {_name}: conv-stem Axial-ResNet with max-pool, blocks "
+                f"{_spec.num_blocks}, width x{_spec.width_multiplier:g}, strided blocks average-pooled.",
+        source=f"csrhddlam/axial-deeplab lib/models/axialnet.py: {_name}"))

@@ -2,6 +2,7 @@
 fixture, the converter (every endpoint at output strides 16 and 32, loading under JAX, bad input)
 and the model zoo evaluation end to end on the tiny Cityscapes fixture."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ def symbolic(preset, input_size=None):
 @pytest.mark.parametrize("name", DEEPLAB2)
 def test_preset_matches_deeplab2_layout_and_pinned_count(name):
     preset = presets.get(name)
-    assert preset.source.startswith("deeplab2 ") and not preset.cites
+    assert preset.source.startswith("deeplab2 ") and not preset.cites and preset.origin == "deeplab2"
     model = symbolic(preset, (224, 224) if name in PINNED else None)
     if name in PINNED:
         assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == PINNED[name]
@@ -293,3 +294,49 @@ def test_model_zoo_end_to_end_on_the_cityscapes_fixture(tmp_path, monkeypatch, c
     assert model_zoo.main(["--weights", str(weights), "--data-dir", str(tmp_path / "nowhere")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "weights not found" in errors[0] and "not found" in errors[1]
+
+
+# --- the first author's PyTorch Axial-ResNets (csrhddlam/axial-deeplab) --------------------------
+
+TORCH_FIXTURE = Path(__file__).parent / "fixtures" / "axial-deeplab-pytorch"
+# AxialAttentionNet(AxialBlock, [1, 1, 1, 1], s=0.25, num_classes=10) (the fixture's README).
+TORCH_FLAGS = ["--preset", "pytorch-axial50s", "--width", "0.25", "--blocks", "1,1,1,1", "--num-classes", "10"]
+
+
+def test_pytorch_state_dict_reproduces_logits_and_every_stage_without_torch(tmp_path, capsys):
+    out = tmp_path / "tiny.weights.h5"
+    rc = checkpoints.main(["axial-deeplab-pytorch", str(TORCH_FIXTURE / "state_dict.npz"), *TORCH_FLAGS,
+                           "--output", str(out), "--check-input", str(TORCH_FIXTURE / "input_nhwc.npy"),
+                           "--check-outputs", str(TORCH_FIXTURE / "outputs.npz"), "--tolerance", "1e-5"])
+    assert rc == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "tiny.json").read_text())
+    assert set(record["check"]["max_abs_difference"]) == {"logits", "layer1", "layer2", "layer3", "layer4"}
+    assert max(record["check"]["max_abs_difference"].values()) < 1e-5
+    # The written weights load into the preset's variant and give the same logits.
+    model = presets.get("pytorch-axial50s").variant(width_multiplier=0.25, num_blocks=(1, 1, 1, 1),
+                                                    num_classes=10).build()
+    model.load_weights(str(out))
+    with np.load(TORCH_FIXTURE / "outputs.npz") as expected:
+        logits = np.asarray(model(np.load(TORCH_FIXTURE / "input_nhwc.npy"), training=False))
+        assert np.abs(logits - expected["logits"]).max() < 1e-5
+
+
+def test_pytorch_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((TORCH_FIXTURE / "state_dict.npz").read_bytes()[:100_000])
+    pth = tmp_path / "model.pth"
+    pth.write_bytes(b"not a pickle")
+    cases = [
+        (TORCH_FIXTURE / "nowhere.npz", TORCH_FLAGS, "checkpoint not found"),
+        (truncated, TORCH_FLAGS, "corrupt or truncated"),
+        (TORCH_FIXTURE / "state_dict.npz", [*TORCH_FLAGS[:3], "0.5", *TORCH_FLAGS[4:]], "shape mismatch"),
+        (TORCH_FIXTURE / "state_dict.npz", ["--preset", "deeplab2-axial-resnet-s"], "not a axial-deeplab-pytorch"),
+        # Without torch: a message naming it; with torch: the file is not a checkpoint.
+        (pth, TORCH_FLAGS, "needs PyTorch" if importlib.util.find_spec("torch") is None else "cannot read"),
+    ]
+    for path, flags, message in cases:
+        rc = checkpoints.main(["axial-deeplab-pytorch", str(path), *flags,
+                               "--output", str(tmp_path / "out.weights.h5")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and message in err, (path, err)
+    assert not (tmp_path / "out.weights.h5").exists()
