@@ -37,8 +37,6 @@ from keras import layers
 from models.blocks import batch_norm
 from models.layers import AxialAttention
 
-PYTORCH_BN_EPSILON = 1e-5
-
 
 def _conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, relu: bool = True):
     """PyTorch's conv (padding (k - 1) / 2 on every side, no bias) + BN (+ ReLU)."""

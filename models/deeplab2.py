@@ -60,7 +60,7 @@ suffixes, joined by "_"; a convolution's BN is "<conv>_bn".  E.g. deeplab2's
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import keras
@@ -157,11 +157,15 @@ def separable_conv_bn(x, filters: int, kernel_size: int, name: str):
     return conv_bn(x, filters, 1, name=f"{name}_pointwise")
 
 
-def resize_like(x, reference, name: str):
-    height, width = reference.shape[1], reference.shape[2]
+def resize_like_size(x, height: int, width: int, name: str):
+    """x resized with aligned corners to (height, width); itself when it has that size."""
     if (x.shape[1], x.shape[2]) == (height, width):
         return x
     return AlignCornersResize(height, width, name=name)(x)
+
+
+def resize_like(x, reference, name: str):
+    return resize_like_size(x, reference.shape[1], reference.shape[2], name)
 
 
 # --- blocks ----------------------------------------------------------------------------------
@@ -189,7 +193,7 @@ def plan_block_group(filters: int, num_blocks: int, group_stride: int, input_str
             second = input_stride * group_stride // output_stride
         else:
             second = dilation
-        if spec.axial_beyond_stride > 0 and stride_now >= spec.axial_beyond_stride:
+        if 0 < spec.use_axial_beyond_stride <= stride_now:
             plan = BlockPlan("axial", (filters * spec.attention_bottleneck_expansion, filters, filters * 4),
                              strides, dilation, second)
         elif spec.backbone_type in ("resnet", "resnet_beta"):
@@ -267,12 +271,6 @@ def resized_fuse(features, height: int, width: int, channels: int, name: str):
     return layers.Add(name=f"{name}_add")(outputs) if len(outputs) > 1 else outputs[0]
 
 
-def resize_like_size(x, height: int, width: int, name: str):
-    if (x.shape[1], x.shape[2]) == (height, width):
-        return x
-    return AlignCornersResize(height, width, name=name)(x)
-
-
 # --- encoder ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -307,10 +305,6 @@ class Deeplab2EncoderSpec:
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
         if len(self.num_blocks) != 4 or min(self.num_blocks) < 1:
             raise ValueError(f"num_blocks needs four positive counts, got {self.num_blocks}")
-
-    @property
-    def axial_beyond_stride(self) -> int:
-        return self.use_axial_beyond_stride
 
     def group_filters(self, index: int) -> int:
         multiplier = self.stem_width_multiplier if (self.backbone_type == "wider_resnet" and index == 0) \
