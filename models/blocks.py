@@ -36,7 +36,9 @@ SpatialOp = Callable[[keras.KerasTensor, int, int, str], keras.KerasTensor]
 
 def batch_norm(x, name: str, zero_gamma: bool = False):
     return layers.BatchNormalization(
-        synchronized=True,  # global batch statistics across replicas (sync BN, as in [18]); no-op on one device
+        # Global batch statistics across replicas (sync BN, as in [18]); no-op on one device.
+        # Keras implements it on TensorFlow only (JAX raises), so elsewhere BN is per device.
+        synchronized=keras.backend.backend() == "tensorflow",
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",

@@ -48,7 +48,15 @@ FREE_LAYERS = (
     keras.layers.Resizing,
     keras.layers.Identity,
     keras.layers.Dropout,
+    keras.layers.ZeroPadding2D,
 )
+
+
+def _is_free(layer) -> bool:
+    """A layer of FREE_LAYERS, or a weightless layer of this suite that declares itself free
+    under the convention (`madds_free = True`: resampling such as models.deeplab2's
+    align-corners resize)."""
+    return isinstance(layer, FREE_LAYERS) or getattr(type(layer), "madds_free", False)
 
 
 @dataclass
@@ -136,7 +144,7 @@ def layer_counts(layer, local_keys: str = "window") -> tuple[dict[str, int], dic
         return {"fc": _weight_count(layer)}, {"fc": positions * in_shape[-1] * layer.units}
     if isinstance(layer, keras.layers.BatchNormalization):
         return {"batch_norm": _weight_count(layer)}, {}
-    if isinstance(layer, FREE_LAYERS):
+    if _is_free(layer):
         if _weight_count(layer):
             raise TypeError(f"layer {layer.name} ({type(layer).__name__}) has weights but no counting rule")
         return {}, {}

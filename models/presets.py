@@ -3,17 +3,28 @@
 A preset is data: a backbone spec, the task head, the input size the paper
 counts it at, and the (table, row) cells it stands for.  Row ids are those of
 reported/table<N>.csv.  Build one with `build(name)`.
+
+Presets named `deeplab2-...` (origin "deeplab2", at the end of this file) are not paper
+rows: they are the models of deeplab2, the authors' TF2 library, in its own layout
+(models/deeplab2.py), so its released checkpoints load (models/checkpoints.py).  Each cites
+its deeplab2 source instead of a paper row; the Cityscapes ones also name their row of the
+model zoo table (reported/model_zoo.csv).  `paper_presets()` lists the paper's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import keras
 
+from models import axial_pytorch, deeplab2
 from models.backbones import BackboneSpec
 from models.classifier import ClassifierSpec
+from models.deeplab2 import Deeplab2EncoderSpec, Deeplab2PanopticSpec
 from models.panoptic_deeplab import PanopticDeepLabSpec
+
+ORIGINS = ("paper", "deeplab2", "pytorch")
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,25 @@ class Preset:
     """
 
     name: str
-    model: ClassifierSpec | PanopticDeepLabSpec
+    model: (ClassifierSpec | PanopticDeepLabSpec | Deeplab2EncoderSpec | Deeplab2PanopticSpec
+            | axial_pytorch.PyTorchAxialResNetSpec)
     summary: str
     cites: tuple[tuple[int, str], ...]
     input_size: tuple[int, int] = (224, 224)
     inference_scales: tuple[float, ...] = (1.0,)
     flip: bool = False
+    # "paper": a model of the paper's tables (cites its rows); "deeplab2": deeplab2's layout,
+    # citing `source` (a deeplab2 file and class or config) and maybe a model zoo row;
+    # "pytorch": the first author's PyTorch re-implementation (csrhddlam/axial-deeplab).
+    origin: str = "paper"
+    source: str = ""
+    zoo_row: str = ""
+
+    def __post_init__(self):
+        if self.origin not in ORIGINS:
+            raise ValueError(f"unknown preset origin {self.origin!r}; expected one of {ORIGINS}")
+        if self.origin != "paper" and not self.source:
+            raise ValueError(f"{self.name}: a preset that is not a paper row must cite its source")
 
     @property
     def backbone(self) -> BackboneSpec:
@@ -39,6 +63,18 @@ class Preset:
 
     def build(self, input_size: tuple[int, int] | None = None) -> keras.Model:
         return self.model.build(input_size or self.input_size, name=self.name.replace(".", "_"))
+
+    def variant(self, **overrides) -> "Preset":
+        """The same preset with its source's constructor overrides: deeplab2's get_model
+        arguments (width_multiplier, stem_width_multiplier, num_blocks, output_stride;
+        num_classes for panoptic models), or AxialAttentionNet's (width_multiplier = s,
+        num_blocks, num_classes); e.g. the tiny models of the checkpoint fixtures.  Without
+        overrides, itself."""
+        if not overrides:
+            return self
+        if self.origin == "paper":
+            raise ValueError(f"{self.name}: paper presets take no overrides")
+        return dataclasses.replace(self, model=self.model.with_overrides(**overrides))
 
     def inference_runs(self) -> list[tuple[int, int]]:
         """Input sizes of every forward pass of one inference (one entry per pass)."""
@@ -66,6 +102,11 @@ def get(name: str) -> Preset:
 
 def build(name: str, input_size: tuple[int, int] | None = None) -> keras.Model:
     return get(name).build(input_size)
+
+
+def paper_presets() -> list[str]:
+    """Names of the presets that stand for paper rows (the ones the tables count)."""
+    return sorted(name for name, preset in PRESETS.items() if preset.origin == "paper")
 
 
 def _width_tag(multiplier: float) -> str:
@@ -226,3 +267,74 @@ register_deeplab("axial-deeplab-l-os32-ad-cityscapes", axial_backbone("l", outpu
 register_deeplab("panoptic-deeplab-x71-cityscapes", XCEPTION71, CITYSCAPES,
                  "Panoptic-DeepLab [18], Xception-71, separable ASPP, output stride 16",
                  [(8, "xception71-aspp-os16")], aspp=True)
+
+
+# --- deeplab2's models (not paper rows): the released checkpoints' layouts ---------------------
+# Sources: deeplab2 (google-research/deeplab2, commit 64bc1c1a) model/encoder/
+# axial_resnet_instances.py (the named instances, i.e. get_model(name)) and its test, which pins
+# each one's trainable parameters at 224 x 224 without a classifier (tests/test_deeplab2.py
+# checks them); the Cityscapes models follow configs/cityscapes/axial_deeplab/*.textproto.
+# Backbones are deeplab2's encoders in classification mode (endpoints stage1..5 / res1..5) at
+# get_model's default output stride 16.
+
+_INSTANCES = "deeplab2 model/encoder/axial_resnet_instances.py"
+_DEEPLAB2_BACKBONES = {
+    "resnet50": (deeplab2.RESNET50, "ResNet50 (get_model('resnet50'))",
+                 "ResNet-50 in deeplab2's layout: 7x7 stem without max-pool, strided first blocks."),
+    "resnet50-beta": (deeplab2.RESNET50_BETA, "ResNet50Beta (get_model('resnet50_beta'))",
+                      "ResNet-50-Beta: ResNet-50 with the inception stem of three 3x3 convs."),
+    "axial-resnet-s": (deeplab2.AXIAL_RESNET_S, "AxialResNetS (get_model('axial_resnet_s'))",
+                       "Axial-ResNet-S of deeplab2: ResNet-50 (7x7 stem) with every block axial, width x0.5."),
+    "axial-resnet-l": (deeplab2.AXIAL_RESNET_L, "AxialResNetL (get_model('axial_resnet_l'))",
+                       "Axial-ResNet-L of deeplab2: ResNet-50 (7x7 stem) with every block axial."),
+    "axial-deeplab-s": (deeplab2.AXIAL_DEEPLAB_S, "AxialDeepLabS (get_model('axial_deeplab_s'))",
+                        "Axial-DeepLab-S's backbone in deeplab2: Axial-ResNet-S with the inception stem."),
+    "axial-deeplab-l": (deeplab2.AXIAL_DEEPLAB_L, "AxialDeepLabL (get_model('axial_deeplab_l'))",
+                        "Axial-DeepLab-L's backbone in deeplab2: Axial-ResNet-L with the inception stem."),
+    "max-deeplab-s-backbone": (deeplab2.MAX_DEEPLAB_S_BACKBONE,
+                               "MaXDeepLabSBackbone (get_model('max_deeplab_s_backbone'))",
+                               "MaX-DeepLab-S backbone: ResNet-50-Beta with axial blocks from stride 16 on."),
+    "max-deeplab-l-backbone": (deeplab2.MAX_DEEPLAB_L_BACKBONE,
+                               "MaXDeepLabLBackbone (get_model('max_deeplab_l_backbone'))",
+                               "MaX-DeepLab-L backbone: Wide-ResNet-41 with axial blocks from stride 16 on "
+                               "and one stack of the stacked decoder (endpoint backbone_output)."),
+}
+for _x in (1, 3, 4.5):
+    _tag = f"1-1-{_x:g}"
+    _DEEPLAB2_BACKBONES[f"swidernet-{_tag}"] = (
+        deeplab2.SWIDERNET.with_overrides(backbone_layer_multiplier=_x),
+        f"SWideRNet (get_model('swidernet', backbone_layer_multiplier={_x:g}))",
+        f"SWideRNet-({_tag.replace('-', ', ')}) without SE or SAC: Wide-ResNet-41, layers after the stem x{_x:g}.")
+    _DEEPLAB2_BACKBONES[f"axial-swidernet-{_tag}"] = (
+        deeplab2.AXIAL_SWIDERNET.with_overrides(backbone_layer_multiplier=_x),
+        f"AxialSWideRNet (get_model('axial_swidernet', backbone_layer_multiplier={_x:g}))",
+        f"Axial-SWideRNet-({_tag.replace('-', ', ')}): SWideRNet with axial blocks from stride 16 on.")
+for _name, (_spec, _class, _summary) in _DEEPLAB2_BACKBONES.items():
+    register(Preset(name=f"deeplab2-{_name}", model=_spec, summary=_summary, cites=(), origin="deeplab2",
+                    source=f"{_INSTANCES}: {_class}"))
+
+# The Cityscapes model zoo (g3doc/projects/axial_deeplab.md = ../shared/paper/003_aa2f8f118d60f19e.txt):
+# Panoptic-DeepLab on each backbone at output stride 16, 19 classes, evaluated at 1025 x 2049.
+for _name, _config in (("axial-swidernet-1-1-1", "axial_swidernet_1_1_1_os16"),
+                       ("axial-swidernet-1-1-3", "axial_swidernet_1_1_3_os16"),
+                       ("axial-swidernet-1-1-4.5", "axial_swidernet_1_1_4.5_os16"),
+                       ("max-deeplab-s-backbone", "max_deeplab_s_backbone_os16"),
+                       ("max-deeplab-l-backbone", "max_deeplab_l_backbone_os16")):
+    register(Preset(
+        name=f"deeplab2-{_name}-cityscapes",
+        model=Deeplab2PanopticSpec(PRESETS[f"deeplab2-{_name}"].model, CITYSCAPES.num_classes),
+        summary=f"Panoptic-DeepLab with deeplab2's {_name} backbone, Cityscapes model zoo (output stride 16).",
+        cites=(), input_size=CITYSCAPES.input_size, origin="deeplab2",
+        source=f"deeplab2 configs/cityscapes/axial_deeplab/{_config}.textproto",
+        zoo_row=_name.replace("4.5", "4p5")))  # row ids of reported/model_zoo.csv are [a-z0-9-]
+
+
+# --- the first author's PyTorch Axial-ResNets (not paper rows): its checkpoints' layout -------
+# csrhddlam/axial-deeplab, lib/models/axialnet.py (commit 79088edb); models/axial_pytorch.py.
+for _name, _spec in (("axial26s", axial_pytorch.AXIAL26S), ("axial50s", axial_pytorch.AXIAL50S),
+                     ("axial50m", axial_pytorch.AXIAL50M), ("axial50l", axial_pytorch.AXIAL50L)):
+    register(Preset(
+        name=f"pytorch-{_name}", model=_spec, cites=(), origin="pytorch",
+        summary=f"The PyTorch re-implementation's {_name}: conv-stem Axial-ResNet with max-pool, blocks "
+                f"{_spec.num_blocks}, width x{_spec.width_multiplier:g}, strided blocks average-pooled.",
+        source=f"csrhddlam/axial-deeplab lib/models/axialnet.py: {_name}"))

@@ -7,7 +7,7 @@ import pytest
 from models import presets
 from reproductions import runner
 
-ALL = sorted(presets.PRESETS)
+ALL = presets.paper_presets()  # deeplab2-layout presets: tests/test_deeplab2.py
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -300,36 +300,59 @@ def _run_classification(experiment, recipe, directory, data_dir, progress, strat
 
 def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision) -> dict:
     from data import coco_panoptic
-    from evaluation.panoptic_quality import PanopticQuality, Segment
-    from evaluation.postprocess import PostProcessConfig, panoptic_prediction
-    from evaluation.semantic import MeanIoU
-    from training.losses import upsample_outputs
-    from training.pipeline import PanopticBatches, normalize
+    from training.pipeline import PanopticBatches
 
     root, dataset = _panoptic_root(experiment, data_dir)
     val, categories = coco_panoptic.records(root, dataset, "val")
     class_of = {cat: index for index, cat in enumerate(sorted(categories))}
-    category_of = {index: cat for cat, index in class_of.items()}
     spec = model_spec(experiment, len(class_of))
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
                               class_of=class_of)
     model = _train(_builder(experiment, spec, recipe.crop_size), batches, recipe, directory, progress,
                    strategy, precision, desc=f"{experiment.preset} seed {recipe.seed}")
-    thing_classes = tuple(class_of[c] for c, info in categories.items() if info.get("isthing"))
-    config = PostProcessConfig(thing_classes=thing_classes, stuff_area=experiment.stuff_area,
-                               label_divisor=1000, void_class=255)
-    quality = PanopticQuality({c: bool(info.get("isthing")) for c, info in categories.items()})
-    miou = MeanIoU(len(class_of), ignore_label=255)
     # Evaluation at input_size: the images are resized to the size the model was built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
     eval_model = spec.build(experiment.input_size)
     eval_model.set_weights(model.get_weights())
-    for record in val:
+    return evaluate_panoptic(eval_model, val, categories, experiment.input_size, stuff_area=experiment.stuff_area)
+
+
+def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", **postprocess) -> dict:
+    """PQ, PQ_Th, PQ_St and mIoU (percent) of a panoptic `model` built at `input_size` on the
+    `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
+    things.  `postprocess` overrides PostProcessConfig's settings (stuff_area, center_threshold,
+    nms_kernel, top_k, label_divisor).
+
+    fit="resize": each image is resized to input_size and the outputs back to the ground truth.
+    fit="pad": deeplab2's evaluation (model zoo): the image is padded at the bottom and right to
+    input_size with the mean pixel, the outputs are post-processed at that size and the
+    prediction cropped back to the ground truth."""
+    from data import coco_panoptic
+    from evaluation.panoptic_quality import PanopticQuality, Segment
+    from evaluation.postprocess import PostProcessConfig, panoptic_prediction
+    from evaluation.semantic import MeanIoU
+    from training.losses import upsample_outputs
+    from training.pipeline import normalize
+
+    class_of = {cat: index for index, cat in enumerate(sorted(categories))}
+    category_of = {index: cat for cat, index in class_of.items()}
+    thing_classes = tuple(class_of[c] for c, info in categories.items() if info.get("isthing"))
+    postprocess = {"label_divisor": 1000, "void_class": 255, **postprocess}
+    config = PostProcessConfig(thing_classes=thing_classes, **postprocess)
+    quality = PanopticQuality({c: bool(info.get("isthing")) for c, info in categories.items()})
+    miou = MeanIoU(len(class_of), ignore_label=255)
+    for record in records:
         example = coco_panoptic.load_example(record)
         h, w = example["ids"].shape
-        image = _resize(example["image"].astype(np.float32), experiment.input_size, "bilinear")
-        outputs = eval_model(normalize(image)[None], training=False)
-        outputs = upsample_outputs({k: v for k, v in outputs.items()}, (h, w))
+        if fit == "pad":
+            image = _pad(example["image"].astype(np.float32), input_size, record)
+            outputs = model(normalize(image)[None], training=False)
+            outputs = upsample_outputs({k: v for k, v in outputs.items()}, tuple(input_size))
+            outputs = {k: v[:, :h, :w] for k, v in outputs.items()}
+        else:
+            image = _resize(example["image"].astype(np.float32), input_size, "bilinear")
+            outputs = model(normalize(image)[None], training=False)
+            outputs = upsample_outputs({k: v for k, v in outputs.items()}, (h, w))
         panoptic = panoptic_prediction(outputs["semantic"][0], outputs["center"][0], outputs["offset"][0],
                                        config).numpy()
         pred_segments = {}
@@ -345,6 +368,16 @@ def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, p
     pq = quality.result()
     return {"PQ": _percent(pq["All"]["pq"]), "PQ_Th": _percent(pq["Things"]["pq"]),
             "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"])}
+
+
+def _pad(image: np.ndarray, size, record) -> np.ndarray:
+    """Bottom/right padding to `size` with the mean pixel 127.5 (0 after normalisation), as
+    deeplab2's evaluation input (data/preprocessing/input_preprocessing.py)."""
+    h, w = image.shape[:2]
+    if h > size[0] or w > size[1]:
+        raise ExperimentError(f"{record.image_path} is {h}x{w}, larger than the evaluation input "
+                              f"{size[0]}x{size[1]}")
+    return np.pad(image, ((0, size[0] - h), (0, size[1] - w), (0, 0)), constant_values=127.5)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
