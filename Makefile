@@ -17,9 +17,11 @@ report: $(VENV)/.installed
 	$(PY) run_all.py --fidelity $(FIDELITY)
 
 # pytest exits 5 when it collects no tests; make treats any non-zero exit as failure,
-# so an empty test run cannot pass silently.
+# so an empty test run cannot pass silently.  The second pytest is the JAX lane: the tests
+# marked `jax` (layers, tiny models, optimiser, losses, exact resume) under the JAX backend.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m jax tests
 	$(PY) run_all.py --fidelity count --check
 
 clean-venv:

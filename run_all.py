@@ -113,8 +113,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="auto (default): mixed_bfloat16 on TPU, mixed_float16 on tensor-core GPUs, "
                              "else float32")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="training fidelities: 2 steps of batch 2 per experiment and seed, to check the "
-                             "code path end to end; prints the metrics and writes no table")
+                        help="training fidelities: 2 steps of batch 2 per experiment and seed, evaluated on 8 "
+                             "images, to check the code path end to end; prints the metrics and writes no table")
     parser.add_argument("--check", action="store_true",
                         help="CI comparison, writing nothing: exit non-zero if a count differs from the "
                              "golden counts, a cell is outside tolerance and not a recorded finding, or a "
@@ -177,7 +177,8 @@ def run_trained(args) -> int:
         df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
                                        args.strategy, args.precision, args.smoke_test)
         if args.smoke_test:
-            print(f"table {spec.table} smoke test (2 steps of batch 2, not results; nothing written):")
+            print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
+                  "nothing written):")
             for _, r in df.iterrows():
                 print(f"  {r['row']} {r['metric']}: {r['measured']} (seeds {r['seeds']})")
             continue

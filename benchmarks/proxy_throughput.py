@@ -1,6 +1,6 @@
 """Proxy training throughput (images/s) of Axial-DeepLab-S and ResNet-50 DeepLab, side by side.
 
-    .venv/bin/python benchmarks/proxy_throughput.py [--steps 10] [--batch 4] [--crop 65]
+    .venv/bin/python benchmarks/proxy_throughput.py [--steps 10] [--batch 4] [--crop 65] [--backend jax]
 
 Both models follow the proxy rule (training/experiments.py: the preset's architecture with
 every width x PROXY_WIDTH) and train with the same engine, recipe and panoptic-proxy
@@ -16,12 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from runtime import backend  # noqa: E402
+
+backend.choose_from_argv(sys.argv[1:])
+
 from training import experiments  # noqa: E402
-from training.engine import Recipe, Trainer  # noqa: E402
+from training.engine import Trainer  # noqa: E402
 from training.pipeline import PanopticBatches  # noqa: E402
+from training.recipe import Recipe  # noqa: E402
 
 MODELS = {"Axial-DeepLab-S": "axial-deeplab-s-cityscapes",
           "ResNet-50 DeepLab": "resnet50-deeplab-cityscapes"}
@@ -60,15 +64,17 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model (after 2 untimed)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=65, help="square crop side, 16k + 1")
+    backend.add_argument(parser)
     args = parser.parse_args(argv)
     data = experiments.Data("panoptic-proxy", train=16, val=4, render_size=(129, 129))
     recipe = Recipe(steps=WARMUP + args.steps, batch_size=args.batch, crop_size=(args.crop, args.crop),
                     checkpoint_every=10**9)
-    root = experiments._prepared_proxy(data)
+    root = experiments.prepared_proxy(data)
     batches = Prepared(PanopticBatches(root, "coco", "train", args.batch, recipe.crop_size,
                                        class_of={c: c - 1 for c in range(1, 8)}), recipe.steps)
     print(f"proxy rule: widths x{experiments.PROXY_WIDTH}; {data.describe()}; crop {args.crop}x{args.crop}, "
-          f"batch {args.batch}, {args.steps} timed steps, {os.cpu_count()} CPU cores")
+          f"batch {args.batch}, {args.steps} timed steps, {os.cpu_count()} CPU cores, "
+          f"{__import__('keras').backend.backend()} backend")
     results = {name: throughput(preset, data, recipe, batches) for name, preset in MODELS.items()}
     base = results["ResNet-50 DeepLab"][0]
     print(f"{'model':20s} {'params':>10s} {'images/s':>9s} {'x ResNet-50':>11s}")

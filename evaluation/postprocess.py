@@ -27,7 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
+
+# Pixels per block when grouping: a 1025 x 2049 image with 400 centers would otherwise need
+# a (H, W, K) distance array of several GB.
+GROUPING_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -41,65 +44,70 @@ class PostProcessConfig:
     void_class: int = 255
 
 
-def find_centers(center_heatmap, threshold: float, nms_kernel: int, top_k: int):
+def find_centers(center_heatmap, threshold: float, nms_kernel: int, top_k: int) -> np.ndarray:
     """(K, 2) int32 (y, x) of the kept centers, highest score first. heatmap: (H, W)."""
-    heat = tf.convert_to_tensor(center_heatmap, tf.float32)
-    pooled = tf.nn.max_pool2d(heat[None, :, :, None], nms_kernel, 1, "SAME")[0, :, :, 0]
-    keep = tf.logical_and(tf.equal(heat, pooled), heat > threshold)
-    coords = tf.cast(tf.where(keep), tf.int32)
-    scores = tf.gather_nd(heat, coords)
-    k = tf.minimum(top_k, tf.shape(scores)[0])
-    order = tf.math.top_k(scores, k=k, sorted=True).indices
-    return tf.gather(coords, order)
+    from scipy.ndimage import maximum_filter
+
+    heat = np.asarray(center_heatmap, np.float32)
+    # Max-pooling with "same" padding: the border is padded with -inf, never with zeros.
+    pooled = maximum_filter(heat, size=nms_kernel, mode="constant", cval=-np.inf)
+    keep = (heat == pooled) & (heat > threshold)
+    coords = np.argwhere(keep).astype(np.int32)              # raster order
+    order = np.argsort(-heat[keep], kind="stable")[:top_k]   # ties: the earlier in raster order
+    return coords[order]
 
 
-def group_pixels(centers, offsets):
+def group_pixels(centers, offsets) -> np.ndarray:
     """(H, W) int32 instance ids 1..K: the nearest center to pixel + offset; 0 without centers."""
-    offsets = tf.convert_to_tensor(offsets, tf.float32)
-    height, width = tf.shape(offsets)[0], tf.shape(offsets)[1]
-    ys, xs = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
-    pointed = tf.stack([tf.cast(ys, tf.float32), tf.cast(xs, tf.float32)], -1) + offsets
-    if centers.shape[0] == 0:
-        return tf.zeros((height, width), tf.int32)
-    centers = tf.cast(centers, tf.float32)
-    distances = tf.reduce_sum((pointed[:, :, None, :] - centers[None, None]) ** 2, axis=-1)
-    return tf.cast(tf.argmin(distances, axis=-1), tf.int32) + 1
+    offsets = np.asarray(offsets, np.float32)
+    height, width = offsets.shape[:2]
+    if len(centers) == 0:
+        return np.zeros((height, width), np.int32)
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float32), np.arange(width, dtype=np.float32), indexing="ij")
+    pointed = (np.stack([ys, xs], -1) + offsets).reshape(-1, 2)
+    centers = np.asarray(centers, np.float32)
+    nearest = np.empty(len(pointed), np.int32)
+    for start in range(0, len(pointed), GROUPING_BLOCK):
+        block = pointed[start:start + GROUPING_BLOCK]
+        distances = ((block[:, None, :] - centers[None]) ** 2).sum(-1)
+        nearest[start:start + GROUPING_BLOCK] = distances.argmin(-1)  # ties: the center ranked first
+    return nearest.reshape(height, width) + 1
 
 
-def merge_semantic_and_instances(semantic, instances, num_classes: int, config: PostProcessConfig):
+def merge_semantic_and_instances(semantic, instances, num_classes: int, config: PostProcessConfig) -> np.ndarray:
     """Panoptic ids from semantic classes (H, W) and instance ids (H, W)."""
-    semantic = tf.cast(semantic, tf.int32)
-    instances = tf.cast(instances, tf.int32)
-    is_thing = tf.reduce_any(tf.equal(semantic[..., None], tf.constant(config.thing_classes, tf.int32)), -1)
+    semantic = np.asarray(semantic, np.int64)
+    instances = np.asarray(instances, np.int64)
+    is_thing = np.isin(semantic, config.thing_classes)
     void = config.void_class * config.label_divisor
 
-    # Majority vote: class histogram per instance over its thing pixels.
-    n_instances = tf.reduce_max(instances) + 1
-    flat = tf.boolean_mask(instances * num_classes + semantic, is_thing)
-    histogram = tf.reshape(tf.math.bincount(flat, minlength=n_instances * num_classes,
-                                            maxlength=n_instances * num_classes),
-                           (n_instances, num_classes))
-    instance_class = tf.cast(tf.argmax(histogram, axis=-1), tf.int32)
-    thing_ids = tf.gather(instance_class, instances) * config.label_divisor + instances
-    thing_ids = tf.where(instances > 0, thing_ids, void)  # thing pixels with no center
+    # Majority vote: class histogram per instance over its thing pixels (ties: the lower class).
+    n_instances = int(instances.max()) + 1
+    histogram = np.bincount((instances * num_classes + semantic)[is_thing],
+                            minlength=n_instances * num_classes).reshape(n_instances, num_classes)
+    instance_class = histogram.argmax(-1)
+    thing_ids = np.where(instances > 0, instance_class[instances] * config.label_divisor + instances, void)
 
-    areas = tf.math.bincount(tf.boolean_mask(semantic, ~is_thing), minlength=num_classes,
-                             maxlength=num_classes)
-    large_enough = tf.gather(areas, semantic) >= config.stuff_area
-    stuff_ids = tf.where(large_enough, semantic * config.label_divisor, void)
-    return tf.where(is_thing, thing_ids, stuff_ids)
+    areas = np.bincount(semantic[~is_thing], minlength=num_classes)
+    stuff_ids = np.where(areas[semantic] >= config.stuff_area, semantic * config.label_divisor, void)
+    return np.where(is_thing, thing_ids, stuff_ids).astype(np.int32)
 
 
-def panoptic_prediction(semantic_logits, center_heatmap, offsets, config: PostProcessConfig):
+def panoptic_prediction(semantic_logits, center_heatmap, offsets, config: PostProcessConfig) -> np.ndarray:
     """Panoptic ids (H, W) of one image from the heads' outputs (H, W, C), (H, W[, 1]), (H, W, 2)."""
-    semantic_logits = tf.convert_to_tensor(semantic_logits)
-    center_heatmap = tf.convert_to_tensor(center_heatmap)
-    if center_heatmap.shape.rank == 3:
-        center_heatmap = center_heatmap[..., 0]
-    semantic = tf.argmax(semantic_logits, axis=-1, output_type=tf.int32)
-    centers = find_centers(center_heatmap, config.center_threshold, config.nms_kernel, config.top_k)
+    semantic_logits = np.asarray(semantic_logits)
+    heat = np.asarray(center_heatmap)
+    heat = heat[..., 0] if heat.ndim == 3 else heat
+    semantic = semantic_logits.argmax(-1)
+    centers = find_centers(heat, config.center_threshold, config.nms_kernel, config.top_k)
     instances = group_pixels(centers, offsets)
     return merge_semantic_and_instances(semantic, instances, semantic_logits.shape[-1], config)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
 
 
 def instance_predictions(panoptic, semantic_logits, center_heatmap, config: PostProcessConfig):
@@ -110,7 +118,7 @@ def instance_predictions(panoptic, semantic_logits, center_heatmap, config: Post
     of the instance's class over the instance.
     """
     panoptic = np.asarray(panoptic)
-    probabilities = tf.nn.softmax(tf.convert_to_tensor(semantic_logits, tf.float32), axis=-1).numpy()
+    probabilities = softmax(np.asarray(semantic_logits, np.float32))
     heat = np.asarray(center_heatmap, np.float32)
     heat = heat[..., 0] if heat.ndim == 3 else heat
     out = []
@@ -121,4 +129,20 @@ def instance_predictions(panoptic, semantic_logits, center_heatmap, config: Post
         mask = panoptic == segment
         score = float(heat[mask].max()) * float(probabilities[..., category][mask].mean())
         out.append((mask, category, score))
+    return out
+
+
+def upsample_heads(outputs: dict, size: tuple[int, int]) -> dict:
+    """One image's heads (numpy, (h, w, C)) upsampled with aligned corners to `size`, as in
+    training (training/losses.py): offsets are in input pixels, so they scale too."""
+    from data.image_ops import resize_bilinear
+
+    out = {}
+    for name, value in outputs.items():
+        value = np.asarray(value, np.float32)
+        height = value.shape[0]
+        up = resize_bilinear(value, size, align_corners=True)
+        if name == "offset" and height > 1:
+            up = up * ((size[0] - 1) / (height - 1))
+        out[name] = up
     return out

@@ -24,6 +24,7 @@ import keras
 from keras import layers
 
 from models.layers import AxialAttention, LocalSelfAttention2D
+from models.layers import batch_norm as sync_batch_norm
 
 # BN settings of the TF reference implementations (deeplab2, TF official ResNet).
 BN_MOMENTUM = 0.99
@@ -36,9 +37,8 @@ SpatialOp = Callable[[keras.KerasTensor, int, int, str], keras.KerasTensor]
 
 def batch_norm(x, name: str, zero_gamma: bool = False):
     return layers.BatchNormalization(
-        # Global batch statistics across replicas (sync BN, as in [18]); no-op on one device.
-        # Keras implements it on TensorFlow only (JAX raises), so elsewhere BN is per device.
-        synchronized=keras.backend.backend() == "tensorflow",
+        # Global batch statistics across replicas (sync BN, as in [18]): models/layers/batch_norm.py.
+        synchronized=sync_batch_norm.synchronized(),
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",

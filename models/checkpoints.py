@@ -656,11 +656,22 @@ def make_parser() -> argparse.ArgumentParser:
         sub.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                          help=f"largest absolute difference accepted by the check (default {DEFAULT_TOLERANCE:g})")
     pt.set_defaults(run=convert_command)
+    from runtime import backend
+
+    for sub in (d2, pt):
+        backend.add_argument(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from runtime import backend
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        backend.choose_from_argv(argv)  # the converted weights load on both; the check runs on this one
+    except backend.BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args = make_parser().parse_args(argv)
     try:
         return args.run(args)

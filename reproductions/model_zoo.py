@@ -34,7 +34,6 @@ small images (the tests' tiny Cityscapes fixture); the table's protocol is 1025 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -158,6 +157,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 def make_parser() -> argparse.ArgumentParser:
     from models import checkpoints
+    from runtime import backend
 
     parser = checkpoints._Parser(
         prog="python -m reproductions.model_zoo",
@@ -167,6 +167,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", required=True, help="folder holding cityscapes/ (README, 'Full fidelity')")
     parser.add_argument("--preset", help="the deeplab2-...-cityscapes preset (default: from OUT.json)")
     checkpoints.add_override_arguments(parser)
+    backend.add_argument(parser)
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         help="padded evaluation input (default: the preset's 1025 x 2049; smaller only for checks)")
     parser.add_argument("--output-dir", default=str(runner.TABLES_DIR), help="where the table goes (default tables/)")
@@ -174,7 +175,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from runtime import backend
+    from runtime.files import WriteError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        backend.choose_from_argv(argv)
+    except backend.BackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args = make_parser().parse_args(argv)
     try:
         preset, overrides, record = resolve(args)
@@ -192,8 +201,12 @@ def main(argv=None) -> int:
     csv_path = out_dir / f"{STEM}.csv"
     previous = pd.read_csv(csv_path, dtype=str, keep_default_na=False) if csv_path.exists() else None
     df = build_table(load_reported(), previous, preset.zoo_row, metrics, note)
-    runner.write_atomic(csv_path, df.to_csv(index=False))
-    runner.write_atomic(out_dir / f"{STEM}.md", to_markdown(df))
+    try:
+        runner.write_atomic(csv_path, df.to_csv(index=False))
+        runner.write_atomic(out_dir / f"{STEM}.md", to_markdown(df))
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if v is not None)
     print(f"{preset.zoo_row}: {shown} ({images} images); wrote {csv_path} and {STEM}.md")
     return 0

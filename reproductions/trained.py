@@ -32,6 +32,8 @@ from reproductions.runner import ReproductionError, TableSpec
 
 COLUMNS = runner.COLUMNS + ["std", "seeds", "values"]
 MIN_PROXY_SEEDS = 3
+# --smoke-test: a check of the code path, not a result: 2 steps of batch 2, 8 evaluation images.
+SMOKE_STEPS, SMOKE_EVAL_IMAGES = 2, 8
 TREND_PENDING = "trend"
 
 
@@ -89,7 +91,8 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                 bar.set_postfix_str(f"{row} seed {seed}")
                 result = experiments.run(experiment, seed, data_dir=data_dir, progress=progress,
                                          strategy=strategy, precision=precision,
-                                         max_steps=2 if smoke_test else None)
+                                         max_steps=SMOKE_STEPS if smoke_test else None,
+                                         max_eval=SMOKE_EVAL_IMAGES if smoke_test else None)
                 results.setdefault(row, []).append(result)
                 bar.update()
     except (experiments.ExperimentError, DatasetError, TrainingError) as error:

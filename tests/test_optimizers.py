@@ -6,6 +6,8 @@ import pytest
 
 from training.optimizers import RAdamLookahead, WarmupPolyDecay
 
+pytestmark = pytest.mark.jax  # also run under the JAX backend (make test's JAX lane)
+
 
 def reference(theta, gradients, lr=0.01, b1=0.9, b2=0.999, eps=1e-7, k=6, alpha=0.5):
     m = np.zeros_like(theta)

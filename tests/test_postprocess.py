@@ -25,7 +25,7 @@ def test_two_centers_split_the_things():
     target = np.zeros((h, w, 2))
     target[:, :6] = (2, 2)
     target[:, 6:] = (2, 9)
-    out = panoptic_prediction(logits, heat, offsets_to(target), CONFIG).numpy()
+    out = panoptic_prediction(logits, heat, offsets_to(target), CONFIG)
     assert (out[:, :6] == 1001).all() and (out[:, 6:] == 1002).all()
 
 
@@ -33,7 +33,7 @@ def test_center_below_threshold_is_dropped_and_things_become_void():
     heat = np.full((5, 5), 0.05, "float32")
     logits = np.zeros((5, 5, 3), "float32")
     logits[..., 2] = 1.0
-    out = panoptic_prediction(logits, heat, np.zeros((5, 5, 2), "float32"), CONFIG).numpy()
+    out = panoptic_prediction(logits, heat, np.zeros((5, 5, 2), "float32"), CONFIG)
     assert (out == 255 * 1000).all()
     assert find_centers(heat, 0.1, 3, 200).shape[0] == 0
 
@@ -42,14 +42,14 @@ def test_nms_keeps_the_local_maximum_and_ties():
     heat = np.zeros((5, 9), "float32")
     heat[2, 1], heat[2, 2] = 0.5, 0.7        # neighbours: only the larger survives
     heat[2, 6], heat[2, 7] = 0.6, 0.6        # a tie: both equal the neighbourhood maximum
-    centers = find_centers(heat, 0.1, 3, 200).numpy().tolist()
+    centers = find_centers(heat, 0.1, 3, 200).tolist()
     assert centers == [[2, 2], [2, 6], [2, 7]]
-    assert find_centers(heat, 0.1, 3, 2).numpy().tolist() == [[2, 2], [2, 6]]  # top-k
+    assert find_centers(heat, 0.1, 3, 2).tolist() == [[2, 2], [2, 6]]  # top-k
 
 
 def test_equidistant_pixel_joins_the_first_ranked_center():
     centers = np.array([[0, 4], [0, 0]], "int32")   # ranked: (0, 4) first
-    ids = group_pixels(centers, np.zeros((1, 5, 2), "float32")).numpy()
+    ids = group_pixels(centers, np.zeros((1, 5, 2), "float32"))
     assert ids.tolist() == [[2, 2, 1, 1, 1]]        # x = 2 is equidistant: joins center 1
 
 
@@ -60,7 +60,7 @@ def test_majority_vote_and_stuff_area_limit():
     semantic[0:2, 3:5] = 2                           # ... and 4 px of class 2
     instances = np.zeros_like(semantic)
     instances[0:2, 0:5] = 1
-    out = merge_semantic_and_instances(semantic, instances, 4, CONFIG).numpy()
+    out = merge_semantic_and_instances(semantic, instances, 4, CONFIG)
     assert (out[0:2, 0:5] == 1001).all()             # majority: class 1
     assert (out[:, 8:] == 255 * 1000).all()          # small stuff region: void
     assert (out[2:, :8] == 0).all()                  # stuff class 0, instance 0
@@ -75,7 +75,7 @@ def test_instances_are_scored_by_center_and_class_probability():
     target = np.zeros((h, w, 2))
     target[:, :6] = (2, 2)
     target[:, 6:] = (2, 9)
-    panoptic = panoptic_prediction(logits, heat, offsets_to(target), CONFIG).numpy()
+    panoptic = panoptic_prediction(logits, heat, offsets_to(target), CONFIG)
     from evaluation.postprocess import instance_predictions
 
     found = instance_predictions(panoptic, logits, heat, CONFIG)

@@ -14,6 +14,7 @@ from reproductions import runner
 TINY_AXIAL = BackboneSpec("axial", width_multiplier=0.125, stem="three_conv", span=65, output_stride=16)
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("backbone,decoder,aspp", [
     (TINY_AXIAL, "dual", False),
     (TINY_AXIAL, "axial", False),

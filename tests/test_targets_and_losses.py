@@ -7,6 +7,8 @@ from keras import ops
 from data.targets import SegmentInfo, panoptic_targets
 from training import losses
 
+pytestmark = pytest.mark.jax  # also run under the JAX backend (make test's JAX lane)
+
 
 def scene():
     ids = np.zeros((20, 30), np.int64)           # 0: void
@@ -66,3 +68,16 @@ def test_center_and_offset_losses():
         {"semantic": ops.convert_to_tensor(np.zeros((1, 2, 2, 3), "float32")), "center": prediction,
          "offset": predicted})
     assert float(total["total"]) == pytest.approx(np.log(3) + 200 * 0.1875 + 0.01 * 2.0, rel=1e-5)
+
+
+def test_the_loss_upsampling_is_tensorflows_align_corners_resize():
+    # The heads are upsampled to the crop with aligned corners, as [18] does with
+    # tf.compat.v1.image.resize_bilinear(align_corners=True); here as two interpolation matrices.
+    rng = np.random.default_rng(0)
+    heads = rng.normal(size=(2, 9, 17, 3)).astype("float32")
+    up = np.asarray(losses.resize_align_corners(heads, (33, 65)))
+    # Corners coincide; every output is a convex combination of its 2 x 2 input neighbours.
+    np.testing.assert_allclose(up[:, [0, -1]][:, :, [0, -1]], heads[:, [0, -1]][:, :, [0, -1]], atol=1e-6)
+    np.testing.assert_allclose(up[:, ::4, ::4], heads, atol=1e-5)  # (33 - 1) / (9 - 1) = 4: on the grid
+    middle = 0.25 * (heads[:, :1, :1] + heads[:, 1:2, :1] + heads[:, :1, 1:2] + heads[:, 1:2, 1:2])
+    np.testing.assert_allclose(up[:, 2:3, 2:3], middle, atol=1e-5)

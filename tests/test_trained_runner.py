@@ -129,7 +129,7 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
     # A smoke test runs the same path capped, prints, and writes nothing.
     before = {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()}
     assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
-    assert "smoke test (2 steps of batch 2, not results; nothing written)" in capsys.readouterr().out
+    assert "smoke test (2 steps of batch 2, 8 evaluation images: not results; nothing written)" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
 
 

@@ -140,7 +140,7 @@ def _dataset_dir(data_dir: str | Path | None, name: str) -> Path:
     return path
 
 
-def _prepared_proxy(data: Data) -> Path:
+def prepared_proxy(data: Data) -> Path:
     """The proxy data set on disk, written once (atomically) under .cache/proxy-data."""
     from data import classification_proxy, proxy
 
@@ -169,7 +169,7 @@ def _classification_splits(experiment: Experiment, data_dir):
     """(train records, val records, load, class names) for the classification data."""
     from data import imagenet
 
-    root = _prepared_proxy(experiment.data) if experiment.data.is_proxy else _dataset_dir(data_dir, "imagenet")
+    root = prepared_proxy(experiment.data) if experiment.data.is_proxy else _dataset_dir(data_dir, "imagenet")
     if imagenet.detect_layout(root) != "folders":
         raise ExperimentError(
             f"{root}: training reads the class-per-folder layout (exact resume needs random access "
@@ -183,7 +183,7 @@ def _classification_splits(experiment: Experiment, data_dir):
 
 def _panoptic_root(experiment: Experiment, data_dir) -> tuple[Path, str]:
     if experiment.data.is_proxy:
-        return _prepared_proxy(experiment.data), "coco"
+        return prepared_proxy(experiment.data), "coco"
     if experiment.data.name not in PANOPTIC_DATASETS:
         raise ExperimentError(f"unknown dataset {experiment.data.name!r}")
     return _dataset_dir(data_dir, experiment.data.name), experiment.data.name
@@ -208,7 +208,7 @@ def _code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
+def workdir(experiment: Experiment, seed: int, data_dir=None, max_eval: int | None = None) -> Path:
     """The run's folder: keyed by the experiment, the data, the code, and the backend with its
     version (a result trained under JAX is not served to a TensorFlow run, nor the reverse)."""
     import keras
@@ -217,21 +217,23 @@ def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
 
     name = keras.backend.backend()
     backend = f"{name}={library_versions(name)[name]}"
-    key = hashlib.sha256(f"{experiment!r}|{data_dir}|{_code_fingerprint()}|{backend}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{experiment!r}|{data_dir}|{_code_fingerprint()}|{backend}|{max_eval}".encode()
+                         ).hexdigest()[:20]
     return CACHE_DIR / f"{experiment.preset}-{experiment.data.name}-{key}" / f"seed{seed}"
 
 
 def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True, strategy: str = "default",
-        precision: str = "auto", max_steps: int | None = None) -> dict:
+        precision: str = "auto", max_steps: int | None = None, max_eval: int | None = None) -> dict:
     """Metrics of one seed of `experiment`: cached, or trained (resuming) and evaluated.
 
-    max_steps caps training (a smoke test of the full path); the result says so."""
+    max_steps caps training and max_eval the evaluation images (a smoke test of the path);
+    the result says so."""
     from runtime.files import write_atomic
 
     recipe = dataclasses.replace(experiment.recipe, seed=seed)
     if max_steps is not None and max_steps < recipe.steps:
         recipe = dataclasses.replace(recipe, steps=max_steps, checkpoint_every=max_steps)
-    directory = workdir(dataclasses.replace(experiment, recipe=recipe), seed, data_dir)
+    directory = workdir(dataclasses.replace(experiment, recipe=recipe), seed, data_dir, max_eval)
     result_file = directory / "metrics.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
@@ -240,13 +242,12 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     from runtime import machine
 
     began = time.perf_counter()
-    if experiment.data.task == "classification":
-        metrics = _run_classification(experiment, recipe, directory, data_dir, progress, strategy, precision)
-    else:
-        metrics = _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision)
+    run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
+    metrics = run_task(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval)
     # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
     result = {"metrics": metrics, "seed": seed, "steps": recipe.steps,
-              "experiment": experiment.describe(), "capped": recipe.steps < experiment.recipe.steps,
+              "experiment": experiment.describe(),
+              "capped": recipe.steps < experiment.recipe.steps or max_eval is not None,
               "seconds": round(time.perf_counter() - began, 1), "machine": machine.describe()}
     write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
@@ -276,11 +277,12 @@ def _train(build_model, batches, recipe, directory, progress, strategy, precisio
     return trainer.model
 
 
-def _run_classification(experiment, recipe, directory, data_dir, progress, strategy, precision) -> dict:
+def _run_classification(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval) -> dict:
     from evaluation.classification import TopKAccuracy
     from training.pipeline import ClassificationBatches, center_crop_resize, normalize
 
     train, val, load, classes = _classification_splits(experiment, data_dir)
+    val = val[:max_eval] if max_eval else val
     spec = model_spec(experiment, len(classes))
     # The proxy's 100 steps are too short for random crops to help: flips only.
     area_range = (1.0, 1.0) if experiment.data.is_proxy else (0.08, 1.0)
@@ -293,17 +295,18 @@ def _run_classification(experiment, recipe, directory, data_dir, progress, strat
         chunk = val[start:start + 64]
         images = np.stack([normalize(center_crop_resize(load(p), experiment.input_size,
                                                         experiment.eval_crop_fraction)) for p, _ in chunk])
-        logits = np.asarray(model(images, training=False), np.float32)
+        logits = np.asarray(model.predict_on_batch(images), np.float32)
         accuracy.update(np.array([label for _, label in chunk]), logits)
     return {"Top-1": 100 * accuracy.result()}
 
 
-def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision) -> dict:
+def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval) -> dict:
     from data import coco_panoptic
     from training.pipeline import PanopticBatches
 
     root, dataset = _panoptic_root(experiment, data_dir)
     val, categories = coco_panoptic.records(root, dataset, "val")
+    val = val[:max_eval] if max_eval else val
     class_of = {cat: index for index, cat in enumerate(sorted(categories))}
     spec = model_spec(experiment, len(class_of))
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
@@ -328,10 +331,10 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     input_size with the mean pixel, the outputs are post-processed at that size and the
     prediction cropped back to the ground truth."""
     from data import coco_panoptic
+    from data.image_ops import resize_bilinear
     from evaluation.panoptic_quality import PanopticQuality, Segment
-    from evaluation.postprocess import PostProcessConfig, panoptic_prediction
+    from evaluation.postprocess import PostProcessConfig, panoptic_prediction, upsample_heads
     from evaluation.semantic import MeanIoU
-    from training.losses import upsample_outputs
     from training.pipeline import normalize
 
     class_of = {cat: index for index, cat in enumerate(sorted(categories))}
@@ -346,15 +349,13 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
         h, w = example["ids"].shape
         if fit == "pad":
             image = _pad(example["image"].astype(np.float32), input_size, record)
-            outputs = model(normalize(image)[None], training=False)
-            outputs = upsample_outputs({k: v for k, v in outputs.items()}, tuple(input_size))
-            outputs = {k: v[:, :h, :w] for k, v in outputs.items()}
+            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
+            outputs = {k: v[:h, :w] for k, v in upsample_heads(heads, tuple(input_size)).items()}
         else:
-            image = _resize(example["image"].astype(np.float32), input_size, "bilinear")
-            outputs = model(normalize(image)[None], training=False)
-            outputs = upsample_outputs({k: v for k, v in outputs.items()}, (h, w))
-        panoptic = panoptic_prediction(outputs["semantic"][0], outputs["center"][0], outputs["offset"][0],
-                                       config).numpy()
+            image = resize_bilinear(example["image"], input_size)
+            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
+            outputs = upsample_heads(heads, (h, w))
+        panoptic = panoptic_prediction(outputs["semantic"], outputs["center"], outputs["offset"], config)
         pred_segments = {}
         for pid in np.unique(panoptic):
             cls = int(pid) // config.label_divisor
@@ -364,7 +365,7 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
         gt_segments = {k: Segment(v.category_id, v.iscrowd) for k, v in record.segments.items()}
         quality.update(example["ids"], gt_segments, pred_ids, pred_segments)
         semantic_gt = np.vectorize(lambda c: class_of.get(int(c), 255))(example["semantic"])
-        miou.update(semantic_gt, np.argmax(np.asarray(outputs["semantic"][0]), -1))
+        miou.update(semantic_gt, outputs["semantic"].argmax(-1))
     pq = quality.result()
     return {"PQ": _percent(pq["All"]["pq"]), "PQ_Th": _percent(pq["Things"]["pq"]),
             "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"])}
@@ -378,14 +379,6 @@ def _pad(image: np.ndarray, size, record) -> np.ndarray:
         raise ExperimentError(f"{record.image_path} is {h}x{w}, larger than the evaluation input "
                               f"{size[0]}x{size[1]}")
     return np.pad(image, ((0, size[0] - h), (0, size[1] - w), (0, 0)), constant_values=127.5)
-
-
-def _resize(image: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    import tensorflow as tf
-
-    if image.shape[:2] == tuple(size):
-        return image
-    return tf.image.resize(image, size, method=method).numpy()
 
 
 def _percent(value) -> float | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from data.image_ops import interpolation_matrix
+
 SEMANTIC_WEIGHT, CENTER_WEIGHT, OFFSET_WEIGHT = 1.0, 200.0, 0.01
 TOP_K_FRACTION = 0.2
 
@@ -46,16 +48,27 @@ def offset_loss(target, prediction, weights):
     return ops.mean(per_image)
 
 
+def resize_align_corners(x, size: tuple[int, int]):
+    """Bilinear resize of (B, H, W, C) with aligned corners, in keras.ops on any backend: the
+    interpolation matrices of data/image_ops.py applied as two matmuls (an einsum's gradient
+    is slow on TensorFlow's CPU path)."""
+    height, width = x.shape[1], x.shape[2]
+    rows = interpolation_matrix(height, size[0], align_corners=True)
+    cols = interpolation_matrix(width, size[1], align_corners=True)
+    x = ops.transpose(x, (0, 3, 1, 2))                                  # (B, C, H, W)
+    x = ops.matmul(ops.cast(rows, x.dtype), x)                          # (B, C, h, W)
+    x = ops.matmul(x, ops.cast(np.ascontiguousarray(cols.T), x.dtype))  # (B, C, h, w)
+    return ops.transpose(x, (0, 2, 3, 1))
+
+
 def upsample_outputs(outputs: dict, size: tuple[int, int]) -> dict:
     """Heads at output stride 4, bilinearly upsampled with aligned corners to the targets' size,
     as in [18]: crops of output_stride * k + 1 pixels make the corners meet exactly.  Offsets are
     in input pixels, so they scale with the upsampling factor."""
-    import tensorflow as tf
-
     resized = {}
     for name, value in outputs.items():
         height = value.shape[1]
-        up = tf.compat.v1.image.resize_bilinear(value, size, align_corners=True)
+        up = resize_align_corners(value, size)
         if name == "offset" and height and height > 1:
             up = up * ((size[0] - 1) / (height - 1))
         resized[name] = up

@@ -59,16 +59,23 @@ class RAdamLookahead(keras.optimizers.Optimizer):
         self._v = [self.add_variable_from_reference(v, "v") for v in variables]
         self._slow = [self.add_variable_from_reference(v, "slow") for v in variables]
         for slow, v in zip(self._slow, variables):
-            slow.assign(v)
+            # A copy: under JAX, assigning v itself would make both variables one buffer,
+            # which a jitted step cannot donate twice.
+            slow.assign(ops.copy(v))
 
     def update_step(self, gradient, variable, learning_rate):
+        # Variables are read once as tensors: arithmetic on the variables themselves is not
+        # traceable under JAX's jit.
         i = self._get_variable_index(variable)
-        m, v, slow = self._m[i], self._v[i], self._slow[i]
-        lr = ops.cast(learning_rate, variable.dtype)
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        b1, b2 = ops.cast(self.beta_1, variable.dtype), ops.cast(self.beta_2, variable.dtype)
-        self.assign(m, b1 * m + (1 - b1) * gradient)
-        self.assign(v, b2 * v + (1 - b2) * ops.square(gradient))
+        m_var, v_var, slow_var = self._m[i], self._v[i], self._slow[i]
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        step = ops.cast(ops.add(self.iterations, 1), dtype)
+        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        m = b1 * ops.convert_to_tensor(m_var) + (1 - b1) * gradient
+        v = b2 * ops.convert_to_tensor(v_var) + (1 - b2) * ops.square(gradient)
+        self.assign(m_var, m)
+        self.assign(v_var, v)
         b1_t, b2_t = ops.power(b1, step), ops.power(b2, step)
         m_hat = m / (1 - b1_t)
         rho_inf = 2 / (1 - b2) - 1
@@ -76,12 +83,13 @@ class RAdamLookahead(keras.optimizers.Optimizer):
         rectifier = ops.sqrt(ops.maximum((rho_t - 4) * (rho_t - 2) * rho_inf, 0.0)
                              / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
         adaptive = rectifier * m_hat / (ops.sqrt(v / (1 - b2_t)) + self.epsilon)
-        self.assign_sub(variable, lr * ops.where(rho_t > 4, adaptive, m_hat))
+        fast = ops.convert_to_tensor(variable) - lr * ops.where(rho_t > 4, adaptive, m_hat)
         # Lookahead: on every sync_period-th step, slow += alpha (fast - slow); fast = slow.
-        sync = ops.equal(ops.mod(self.iterations + 1, self.sync_period), 0)
-        new_slow = slow + self.slow_step_size * (variable - slow)
-        self.assign(slow, ops.where(sync, new_slow, slow))
-        self.assign(variable, ops.where(sync, new_slow, variable))
+        sync = ops.equal(ops.mod(ops.add(self.iterations, 1), self.sync_period), 0)
+        slow = ops.convert_to_tensor(slow_var)
+        new_slow = slow + self.slow_step_size * (fast - slow)
+        self.assign(slow_var, ops.where(sync, new_slow, slow))
+        self.assign(variable, ops.where(sync, new_slow, fast))
 
     def get_config(self):
         config = super().get_config()

@@ -4,20 +4,22 @@ Panoptic-DeepLab's augmentation [18]: random scale, random crop to output_stride
 random horizontal flip; then targets (data/targets.py).  The ImageNet recipe's: a random
 crop of random area and aspect ratio resized to the input size ("Inception" crop), random
 flip.  Each example of step s is drawn from a seeded permutation of the split, and its
-augmentation uses TensorFlow's stateless random ops seeded by (seed, step, slot), so the
-batch of any step can be rebuilt after a restart without saving iterator state.  keras-cv's augmentation layers draw from internal
-random state instead, which a restarted run cannot reproduce step for step, so they are
-not used here.
+augmentation draws from a numpy generator seeded by (seed, step, slot), so the batch of any
+step can be rebuilt after a restart without saving iterator state, and the same batches come
+out on every backend (numpy only: no TensorFlow on the JAX path).  keras-cv's augmentation
+layers draw from internal random state instead, which a restarted run cannot reproduce step
+for step, so they are not used here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
-import tensorflow as tf
 
 from data import coco_panoptic
+from data.image_ops import resize_bilinear, resize_nearest
 from data.targets import panoptic_targets
 
 
@@ -28,8 +30,10 @@ def example_index(seed: int, step: int, slot: int, batch_size: int, epoch_size: 
     return int(order[position % epoch_size])
 
 
-def step_seed(seed: int, step: int, slot: int):
-    return tf.constant([seed * 1_000_003 + step, slot], tf.int32)
+def augmentation_rng(seed: int, step: int, slot: int) -> np.random.Generator:
+    """The random draws of one example's augmentation: a function of (seed, step, slot) alone.
+    (The 1 marks augmentation, apart from example_index's (seed, epoch) streams.)"""
+    return np.random.default_rng((seed, step, slot, 1))
 
 
 class PanopticBatches:
@@ -55,36 +59,30 @@ class PanopticBatches:
         self.scale_range = scale_range
         self.ignore_label = ignore_label
 
-    def _example_index(self, step: int, slot: int) -> int:
-        return example_index(self.seed, step, slot, self.batch_size, len(self.examples))
-
-    def _augment(self, image, ids, seed):
-        """Random scale (nearest for ids), pad with void, random crop, random flip: all stateless."""
+    def _augment(self, image: np.ndarray, ids: np.ndarray, rng: np.random.Generator):
+        """Random scale (nearest for ids), pad with void, random crop, random flip."""
         low, high = self.scale_range
-        scale = tf.random.stateless_uniform((), seed=seed, minval=low, maxval=high)
-        size = tf.cast(tf.round(tf.cast(tf.shape(image)[:2], tf.float32) * scale), tf.int32)
-        image = tf.image.resize(image, size, method="bilinear")
-        ids = tf.image.resize(ids[..., None], size, method="nearest")[..., 0]
+        scale = rng.uniform(low, high)
+        size = tuple(max(1, round(n * scale)) for n in image.shape[:2])
+        image = resize_bilinear(image, size)
+        ids = resize_nearest(ids, size)
         ch, cw = self.crop_size
-        pad_h, pad_w = tf.maximum(ch - size[0], 0), tf.maximum(cw - size[1], 0)
-        image = tf.pad(image, [[0, pad_h], [0, pad_w], [0, 0]])
-        ids = tf.pad(ids, [[0, pad_h], [0, pad_w]])  # id 0: void
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        offset_y = tf.random.stateless_uniform((), seed=seed + [0, 1], maxval=h - ch + 1, dtype=tf.int32)
-        offset_x = tf.random.stateless_uniform((), seed=seed + [0, 2], maxval=w - cw + 1, dtype=tf.int32)
-        image = image[offset_y:offset_y + ch, offset_x:offset_x + cw]
-        ids = ids[offset_y:offset_y + ch, offset_x:offset_x + cw]
-        flip = tf.random.stateless_uniform((), seed=seed + [0, 3]) < 0.5
-        image = tf.where(flip, image[:, ::-1], image)
-        ids = tf.where(flip, ids[:, ::-1], ids)
-        return image.numpy(), ids.numpy()
+        pad_h, pad_w = max(ch - size[0], 0), max(cw - size[1], 0)
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+        ids = np.pad(ids, ((0, pad_h), (0, pad_w)))  # id 0: void
+        top = int(rng.integers(0, image.shape[0] - ch + 1))
+        left = int(rng.integers(0, image.shape[1] - cw + 1))
+        image, ids = image[top:top + ch, left:left + cw], ids[top:top + ch, left:left + cw]
+        if rng.random() < 0.5:
+            image, ids = image[:, ::-1], ids[:, ::-1]
+        return image, ids
 
     def batch(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         images, targets = [], []
         for slot in range(self.batch_size):
-            image, ids, segments = self.examples[self._example_index(step, slot)]
-            image, ids = self._augment(tf.cast(image, tf.float32), tf.constant(ids, tf.int32),
-                                       step_seed(self.seed, step, slot))
+            index = example_index(self.seed, step, slot, self.batch_size, len(self.examples))
+            image, ids, segments = self.examples[index]
+            image, ids = self._augment(image, ids, augmentation_rng(self.seed, step, slot))
             images.append(normalize(image))
             targets.append(panoptic_targets(ids.astype(np.int64), segments, self.ignore_label))
         stacked = {k: np.stack([t[k] for t in targets]) for k in targets[0]}
@@ -107,8 +105,22 @@ def center_crop_resize(image: np.ndarray, size: tuple[int, int], crop_fraction: 
     h, w = image.shape[:2]
     ch, cw = max(1, round(h * crop_fraction)), max(1, round(w * crop_fraction))
     top, left = (h - ch) // 2, (w - cw) // 2
-    crop = tf.cast(image[top:top + ch, left:left + cw], tf.float32)
-    return tf.image.resize(crop, size, method="bilinear").numpy()
+    return resize_bilinear(image[top:top + ch, left:left + cw], size)
+
+
+def inception_crop(shape: tuple[int, int], rng: np.random.Generator, area_range: tuple[float, float],
+                   aspect_range: tuple[float, float] = (3 / 4, 4 / 3), attempts: int = 10):
+    """(top, left, height, width) of a random crop covering `area_range` of the image with an
+    aspect ratio drawn log-uniformly from `aspect_range` ([65]'s "Inception" crop); the whole
+    image when no attempt fits."""
+    height, width = shape
+    for _ in range(attempts):
+        area = rng.uniform(*area_range) * height * width
+        aspect = math.exp(rng.uniform(math.log(aspect_range[0]), math.log(aspect_range[1])))
+        h, w = round(math.sqrt(area / aspect)), round(math.sqrt(area * aspect))
+        if 0 < h <= height and 0 < w <= width:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    return 0, 0, height, width
 
 
 class ClassificationBatches:
@@ -130,21 +142,16 @@ class ClassificationBatches:
         self.seed = seed
         self.area_range = area_range
 
-    def _augment(self, image: np.ndarray, seed) -> np.ndarray:
-        image = tf.constant(as_rgb(image))
-        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.shape(image), tf.zeros((1, 0, 4)), seed=seed, min_object_covered=0.0,
-            aspect_ratio_range=(3 / 4, 4 / 3), area_range=self.area_range, max_attempts=10,
-            use_image_if_no_bounding_boxes=True)
-        crop = tf.slice(image, begin, size)
-        crop = tf.image.resize(tf.cast(crop, tf.float32), self.crop_size, method="bilinear")
-        flip = tf.random.stateless_uniform((), seed=seed + [0, 3]) < 0.5
-        return tf.where(flip, crop[:, ::-1], crop).numpy()
+    def _augment(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        image = as_rgb(image)
+        top, left, h, w = inception_crop(image.shape[:2], rng, self.area_range)
+        crop = resize_bilinear(image[top:top + h, left:left + w], self.crop_size)
+        return crop[:, ::-1] if rng.random() < 0.5 else crop
 
     def batch(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         images, labels = [], []
         for slot in range(self.batch_size):
             source, label = self.records[example_index(self.seed, step, slot, self.batch_size, len(self.records))]
-            images.append(normalize(self._augment(self.load(source), step_seed(self.seed, step, slot))))
+            images.append(normalize(self._augment(self.load(source), augmentation_rng(self.seed, step, slot))))
             labels.append(label)
         return np.stack(images), {"label": np.asarray(labels, np.int32)}

@@ -14,9 +14,7 @@ import numpy as np
 import keras
 from keras import ops
 
-
-# Synchronized BN is a TensorFlow-only feature of Keras (it raises under JAX).
-_SYNC_BN = keras.backend.backend() == "tensorflow"
+from models.layers import batch_norm
 
 
 class PositionSensitiveAttention(keras.layers.Layer):
@@ -71,11 +69,12 @@ class PositionSensitiveAttention(keras.layers.Layer):
         )
         if self.use_batch_norm:
             # Built for 2-D input: `_norm` applies each to a 2-D view of any-rank tensors.
-            self.qkv_norm = keras.layers.BatchNormalization(synchronized=_SYNC_BN, name="qkv_norm")
+            sync = batch_norm.synchronized()
+            self.qkv_norm = keras.layers.BatchNormalization(synchronized=sync, name="qkv_norm")
             self.qkv_norm.build((None, qkv_depth))
-            self.similarity_norm = keras.layers.BatchNormalization(synchronized=_SYNC_BN, name="similarity_norm")
+            self.similarity_norm = keras.layers.BatchNormalization(synchronized=sync, name="similarity_norm")
             self.similarity_norm.build((None, self.num_heads * self.similarity_terms))
-            self.output_norm = keras.layers.BatchNormalization(synchronized=_SYNC_BN, name="output_norm")
+            self.output_norm = keras.layers.BatchNormalization(synchronized=sync, name="output_norm")
             self.output_norm.build((None, self.value_depth * self.retrieved_terms))
 
     @staticmethod

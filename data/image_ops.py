@@ -1,0 +1,63 @@
+"""Image resizing in numpy, the same on every backend (no TensorFlow needed).
+
+Bilinear resizing is linear along each axis, so it is a pair of small interpolation matrices:
+out = R_h @ image @ R_w^T (per channel).  Two sample-position conventions are used in the
+Panoptic-DeepLab recipe [18]:
+
+- half-pixel centers (`align_corners=False`): output pixel o samples input position
+  (o + 0.5) * n_in / n_out - 0.5, clamped to the image; the usual resize of images (data
+  augmentation's random scale, evaluation's resize to the model's input size);
+- aligned corners (`align_corners=True`): o samples o * (n_in - 1) / (n_out - 1), so the first
+  and last pixels coincide; the heads' upsampling to the crop, whose sizes are
+  output_stride * k + 1 so that the corners meet exactly (training/losses.py uses the same
+  matrices with keras.ops).
+
+Nearest-neighbour resizing (segment-id maps) samples floor((o + 0.5) * n_in / n_out).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=256)
+def interpolation_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarray:
+    """(n_out, n_in) float32 weights of bilinear interpolation along one axis."""
+    if align_corners:
+        scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        position = np.arange(n_out) * scale
+    else:
+        position = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    position = np.clip(position, 0, n_in - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, n_in - 1)
+    fraction = position - low
+    matrix = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(matrix, (rows, low), 1 - fraction)
+    np.add.at(matrix, (rows, high), fraction)
+    matrix.setflags(write=False)
+    return matrix.astype(np.float32)
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int], align_corners: bool = False) -> np.ndarray:
+    """Bilinear resize of an (H, W) or (H, W, C) array to `size`; float32."""
+    image = np.asarray(image, np.float32)
+    height, width = image.shape[:2]
+    if (height, width) == tuple(size):
+        return image
+    rows = interpolation_matrix(height, size[0], align_corners)
+    cols = interpolation_matrix(width, size[1], align_corners)
+    out = np.tensordot(rows, image, axes=(1, 0))                  # (h_out, W, ...)
+    out = np.tensordot(cols, out, axes=(1, 1))                    # (w_out, h_out, ...)
+    return np.swapaxes(out, 0, 1).astype(np.float32)
+
+
+def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of the first two axes (labels, segment ids): same dtype."""
+    height, width = array.shape[:2]
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(int), height - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(int), width - 1)
+    return array[rows][:, cols]
