@@ -186,6 +186,10 @@ def run_trained(args) -> int:
         print(f"table {spec.table}: {runner.shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
               f"({status})")
     if not args.smoke_test:
+        from reproductions import claims
+
+        verdicts = claims.write()
+        print(f"claims: {runner.shown(runner.TABLES_DIR / 'claims.csv')} ({claims.summary(verdicts)})")
         print(f"report: {runner.shown(report.write())}")
     return 0
 
@@ -220,10 +224,16 @@ def run_counts(args) -> int:
             if all(t in results for t in needs):
                 written = importlib.import_module(module).main(results)
                 print(f"{fig}: " + ", ".join(runner.shown(p) for p in written))
+    from reproductions import claims
+
     if write:
         from reproductions import report
 
+        verdicts = claims.write()
+        print(f"claims: {runner.shown(runner.TABLES_DIR / 'claims.csv')} ({claims.summary(verdicts)})")
         print(f"report: {runner.shown(report.write())}")
+    else:
+        stale += claims.stale()
     counts = {p: runner.measure_counts(p) for n in tables
               for p in importlib.import_module(TABLES[n]).SPEC.presets}
     if args.update_golden:

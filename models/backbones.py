@@ -70,8 +70,8 @@ class BackboneSpec:
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem {self.stem!r}; expected one of {STEMS}")
         if self.family == "xception":
-            if (self.depth, self.width_multiplier) != (71, 1.0):
-                raise ValueError("the xception family is DeepLab's Xception-71: depth=71, width 1.0")
+            if self.depth != 71:
+                raise ValueError("the xception family is DeepLab's Xception-71: depth=71")
         elif self.depth not in STAGE_BLOCKS:
             raise ValueError(f"unsupported depth {self.depth}; expected one of {sorted(STAGE_BLOCKS)}")
         if self.stem == "axial" and self.family != "axial":
@@ -146,7 +146,7 @@ def build_backbone(inputs, spec: BackboneSpec) -> dict[str, keras.KerasTensor]:
     DeepLab [12]; rates do not change Params or M-Adds.
     """
     if spec.family == "xception":
-        return build_xception71(inputs, spec.output_stride)
+        return build_xception71(inputs, spec.output_stride, spec.width_multiplier)
     stems = {"axial": axial_stem, "three_conv": three_conv_stem,
              "conv7x7": lambda x, s: conv7x7_stem(x, s.channels(64))}
     x = stems[spec.stem](inputs, spec)

@@ -72,10 +72,16 @@ def xception_unit(x, depths, shortcut: str, strides: int, dilation: int, activat
     return residual, second
 
 
-def build_xception71(inputs, output_stride: int = 16) -> dict[str, keras.KerasTensor]:
-    """Xception-71 endpoints: stage1 (OS4), stage2 (OS8), stage3 (OS16) low-level features, stage4."""
-    x = conv_bn(inputs, 32, 3, strides=2, name="stem_conv1")
-    x = conv_bn(x, 64, 3, name="stem_conv2")
+def build_xception71(inputs, output_stride: int = 16, width_multiplier: float = 1.0) -> dict[str, keras.KerasTensor]:
+    """Xception-71 endpoints: stage1 (OS4), stage2 (OS8), stage3 (OS16) low-level features, stage4.
+
+    `width_multiplier` scales every channel count (1.0 is DeepLab's network; the proxy rule of
+    training/experiments.py uses 0.25, as for the other backbones)."""
+    def width(channels: int) -> int:
+        return int(round(channels * width_multiplier))
+
+    x = conv_bn(inputs, width(32), 3, strides=2, name="stem_conv1")
+    x = conv_bn(x, width(64), 3, name="stem_conv2")
     endpoints = {"stem": x}
     stride, dilation = 2, 1
     for b, (depths, shortcut, units, block_stride, endpoint) in enumerate(XCEPTION_71, 1):
@@ -86,7 +92,7 @@ def build_xception71(inputs, output_stride: int = 16) -> dict[str, keras.KerasTe
             next_dilation = dilation
         last = b == len(XCEPTION_71)
         for u in range(units):
-            x, second = xception_unit(x, depths, shortcut, block_stride if u == 0 else 1, dilation,
+            x, second = xception_unit(x, tuple(map(width, depths)), shortcut, block_stride if u == 0 else 1, dilation,
                                       activation_inside=last, name=f"block{b}_unit{u + 1}")
         if endpoint:
             endpoints[endpoint] = second

@@ -246,9 +246,11 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         trends=trends, strategy=strategy, precision=precision, values=values,
         experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)},
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
-        seed_runs={row: [{"seed": r["seed"], "seconds": r.get("seconds"),
+        seed_runs={row: [{"seed": r["seed"], "seconds": r.get("seconds"), "train_seconds": r.get("train_seconds"),
                           "machine": machine.summary(r.get("machine"))} for r in row_runs]
                    for row, row_runs in results.items()},
+        # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
+        model_counts={row: row_runs[0]["model"] for row, row_runs in results.items() if row_runs[0].get("model")},
         training_seconds=round(sum(r.get("seconds") or 0 for r in runs), 1))
     if previous and previous.get("config_hash") == record["config_hash"] and previous.get("values") \
             and previous.get("values") != values:

@@ -46,11 +46,17 @@ def test_proxy_models_average_batch_norm_statistics_faster():
             if isinstance(l, keras.layers.BatchNormalization)} == {0.99}
 
 
-def test_xception_has_no_proxy_width():
+def test_the_proxy_rule_scales_xception71_like_every_backbone():
+    from models import counting
+
     experiment = Experiment("panoptic-deeplab-x71-cityscapes", Data("panoptic-proxy", 4, 2, (65, 65)),
                             Recipe(steps=1, batch_size=1, crop_size=(33, 33)), (65, 65))
-    with pytest.raises(ExperimentError, match="Xception-71 has one fixed width"):
-        experiments.model_spec(experiment, 7)
+    spec = experiments.model_spec(experiment, 7)
+    assert spec.backbone.width_multiplier == experiments.PROXY_WIDTH and spec.num_classes == 7
+    model = spec.build((33, 33))
+    # Every Xception channel count x 0.25: the exit flow's last separable conv has 2048 / 4 outputs.
+    assert model.get_layer("block8_unit1_sepconv3_pointwise").filters == 512
+    assert counting.count(model).params < 46_745_486 / 8
 
 
 def test_imagenet_recipe_batch_sizes_follow_the_paper():
@@ -91,10 +97,36 @@ def test_full_panoptic_path_on_a_cityscapes_fixture(tmp_path):
                             Recipe(steps=1, batch_size=1, crop_size=(33, 33)), (33, 33), stuff_area=1)
     result = experiments.run(experiment, seed=0, data_dir=tmp_path / "data", progress=False)
     metrics = result["metrics"]
-    assert set(metrics) == {"PQ", "PQ_Th", "PQ_St", "mIoU"}
+    assert set(metrics) == {"PQ", "PQ_Th", "PQ_St", "mIoU", "AP"}
     for name in ("PQ", "PQ_Th", "PQ_St", "mIoU"):
         assert 0 <= metrics[name] <= 100
+    # The fixture's instances are 16 pixels, under Cityscapes AP's 100-pixel minimum: no AP.
+    assert metrics["AP"] is None
     assert not result["capped"]
+    assert result["model"]["num_classes"] == 2 and result["model"]["params"] > 0
+
+
+def test_another_evaluation_of_a_finished_run_reuses_its_training(tmp_path, monkeypatch):
+    # The scale stress test evaluates the trained models again at other test sizes: the
+    # training folder is keyed by what is trained, each evaluation is a file of its own.
+    import dataclasses
+
+    monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path / "runs")
+    monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tmp_path / "data")
+    data = Data("panoptic-proxy", train=2, val=1, render_size=(33, 33))
+    experiment = Experiment("resnet50-deeplab-cityscapes", data, Recipe(steps=1, batch_size=1, crop_size=(33, 33)),
+                            (33, 33), stuff_area=16)
+    first = experiments.run(experiment, seed=0, progress=False)
+    log = experiments.workdir(experiment, 0) / "log.jsonl"
+    assert len(log.read_text().splitlines()) == 1
+    stressed = experiments.run(dataclasses.replace(experiment, test_ratios=(0.5, 2.0)), seed=0, progress=False)
+    assert len(log.read_text().splitlines()) == 1                    # no step trained again
+    assert {"PQ@0.5", "PQ@2", "AP@2"} <= set(stressed["metrics"])
+    assert stressed["metrics"]["PQ"] == first["metrics"]["PQ"]       # the same weights at the same size
+    # The same model under another preset name (Tab. 2's COCO row vs Tab. 6's Cityscapes row
+    # differ only by their class count, which the proxy data sets) is the same run.
+    assert experiments.workdir(dataclasses.replace(experiment, preset="resnet50-deeplab-cityscapes"), 0) == \
+        experiments.workdir(experiment, 0)
 
 
 def test_missing_dataset_folder_names_it(tmp_path):

@@ -41,7 +41,7 @@ PROXY_SEEDS = (0, 1, 2)
 PROXY_BN_MOMENTUM = 0.9
 PANOPTIC_DATASETS = ("coco", "cityscapes", "mapillary")
 CLASSIFICATION_METRICS = ("Top-1",)
-PANOPTIC_METRICS = ("PQ", "PQ_Th", "PQ_St", "mIoU")
+PANOPTIC_METRICS = ("PQ", "PQ_Th", "PQ_St", "mIoU", "AP")
 
 
 class ExperimentError(RuntimeError):
@@ -95,6 +95,9 @@ class Experiment:
     eval_crop_fraction: float = 1.0
     # Post-processing of the panoptic proxy: its small images need a smaller stuff limit.
     stuff_area: int = 2048
+    # Scale stress test (Figs. 4/10): also evaluate on the validation scenes rendered at
+    # render_size x ratio, the model built at input_size x ratio (panoptic proxy only).
+    test_ratios: tuple[float, ...] = ()
     metrics: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -119,9 +122,6 @@ def model_spec(experiment: Experiment, num_classes: int):
     spec = presets.get(experiment.preset).model
     backbone = spec.backbone
     if experiment.proxy_width is not None:
-        if backbone.family == "xception":
-            raise ExperimentError(f"{experiment.preset}: Xception-71 has one fixed width, so the "
-                                  "proxy rule (widths x PROXY_WIDTH) does not apply to it")
         backbone = dataclasses.replace(
             backbone, width_multiplier=backbone.width_multiplier * experiment.proxy_width,
             num_heads=max(1, round(backbone.num_heads * experiment.proxy_width)))
@@ -208,47 +208,62 @@ def _code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def workdir(experiment: Experiment, seed: int, data_dir=None, max_eval: int | None = None) -> Path:
-    """The run's folder: keyed by the experiment, the data, the code, and the backend with its
-    version (a result trained under JAX is not served to a TensorFlow run, nor the reverse)."""
+def _backend() -> str:
     import keras
 
     from runtime.machine import library_versions
 
     name = keras.backend.backend()
-    backend = f"{name}={library_versions(name)[name]}"
-    key = hashlib.sha256(f"{experiment!r}|{data_dir}|{_code_fingerprint()}|{backend}|{max_eval}".encode()
-                         ).hexdigest()[:20]
-    return CACHE_DIR / f"{experiment.preset}-{experiment.data.name}-{key}" / f"seed{seed}"
+    return f"{name}={library_versions(name)[name]}"
+
+
+def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
+    """The training run's folder (checkpoints, log), keyed by what is trained: the model it
+    builds (not the preset's name: rows of different tables that train the same model by the
+    same recipe on the same data share one run, e.g. Axial-DeepLab-L in Tab. 2, 4, 6, 7 and 8),
+    the recipe, the data, the code, and the backend with its version (a result trained under JAX
+    is not served to a TensorFlow run, nor the reverse).  How it is evaluated is not part of the
+    key: each evaluation is a metrics file in this folder (`evaluation_key`)."""
+    trained = (model_spec(experiment, num_classes=0), experiment.data, experiment.recipe, experiment.proxy_width)
+    key = hashlib.sha256(f"{trained!r}|{data_dir}|{_code_fingerprint()}|{_backend()}".encode()).hexdigest()[:20]
+    return CACHE_DIR / f"{experiment.data.name}-{key}" / f"seed{seed}"
+
+
+def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
+    settings = (experiment.input_size, experiment.eval_crop_fraction, experiment.stuff_area,
+                experiment.test_ratios, experiment.metrics, max_eval)
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 
 def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True, strategy: str = "default",
         precision: str = "auto", max_steps: int | None = None, max_eval: int | None = None) -> dict:
-    """Metrics of one seed of `experiment`: cached, or trained (resuming) and evaluated.
+    """Metrics of one seed of `experiment`: cached, or trained (resuming; a finished training
+    is reused by every evaluation of it) and evaluated.
 
     max_steps caps training and max_eval the evaluation images (a smoke test of the path);
     the result says so."""
+    import time
+
+    from runtime import machine
     from runtime.files import write_atomic
 
     recipe = dataclasses.replace(experiment.recipe, seed=seed)
     if max_steps is not None and max_steps < recipe.steps:
         recipe = dataclasses.replace(recipe, steps=max_steps, checkpoint_every=max_steps)
-    directory = workdir(dataclasses.replace(experiment, recipe=recipe), seed, data_dir, max_eval)
-    result_file = directory / "metrics.json"
+    experiment = dataclasses.replace(experiment, recipe=recipe)
+    directory = workdir(experiment, seed, data_dir)
+    result_file = directory / f"metrics-{evaluation_key(experiment, max_eval)}.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
-    import time
-
-    from runtime import machine
-
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
-    metrics = run_task(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval)
-    # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
+    metrics, timing, model = run_task(experiment, directory, data_dir, progress, strategy, precision, max_eval)
     result = {"metrics": metrics, "seed": seed, "steps": recipe.steps,
               "experiment": experiment.describe(),
-              "capped": recipe.steps < experiment.recipe.steps or max_eval is not None,
-              "seconds": round(time.perf_counter() - began, 1), "machine": machine.describe()}
+              "capped": recipe.steps < experiment.recipe.steps or max_steps is not None or max_eval is not None,
+              # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
+              "seconds": round(time.perf_counter() - began, 1), **timing,
+              "model": model, "machine": machine.describe()}
     write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
 
@@ -269,27 +284,45 @@ def _builder(experiment: Experiment, spec, size):
     return lambda: set_batch_norm_momentum(spec.build(size), PROXY_BN_MOMENTUM)
 
 
-def _train(build_model, batches, recipe, directory, progress, strategy, precision, desc):
+def _train(experiment, spec, batches, directory, progress, strategy, precision):
+    """(trained network, training seconds): trains, or resumes, or (finished) loads the weights."""
+    import time
+
     from training.engine import Trainer
 
-    trainer = Trainer(build_model, batches, recipe, directory, strategy=strategy, precision=precision)
-    trainer.train(progress=progress, desc=desc)
-    return trainer.model
+    began = time.perf_counter()
+    size = experiment.recipe.crop_size
+    trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
+                      strategy=strategy, precision=precision)
+    trainer.train(progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
+    return trainer.model, round(time.perf_counter() - began, 1)
 
 
-def _run_classification(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval) -> dict:
+def _model_facts(spec, size, num_classes) -> dict:
+    """The evaluated model's own Params and M-Adds (the proxy rule's, at the evaluation size)."""
+    from models import counting
+
+    counts = counting.count_model(spec, size)
+    return {"params": counts.params, "madds": counts.madds, "num_classes": num_classes,
+            "input_size": list(size)}
+
+
+def _run_classification(experiment, directory, data_dir, progress, strategy, precision, max_eval):
+    import time
+
     from evaluation.classification import TopKAccuracy
     from training.pipeline import ClassificationBatches, center_crop_resize, normalize
 
     train, val, load, classes = _classification_splits(experiment, data_dir)
     val = val[:max_eval] if max_eval else val
     spec = model_spec(experiment, len(classes))
-    # The proxy's 100 steps are too short for random crops to help: flips only.
+    recipe = experiment.recipe
+    # The proxy's short training is too short for random crops to help: flips only.
     area_range = (1.0, 1.0) if experiment.data.is_proxy else (0.08, 1.0)
-    batches = ClassificationBatches(train, load, recipe.batch_size, experiment.input_size, seed=recipe.seed,
+    batches = ClassificationBatches(train, load, recipe.batch_size, recipe.crop_size, seed=recipe.seed,
                                     area_range=area_range)
-    model = _train(_builder(experiment, spec, experiment.input_size), batches, recipe, directory, progress,
-                   strategy, precision, desc=f"{experiment.preset} seed {recipe.seed}")
+    model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision)
+    began = time.perf_counter()
     accuracy = TopKAccuracy(1)
     for start in range(0, len(val), 64):
         chunk = val[start:start + 64]
@@ -297,10 +330,14 @@ def _run_classification(experiment, recipe, directory, data_dir, progress, strat
                                                         experiment.eval_crop_fraction)) for p, _ in chunk])
         logits = np.asarray(model.predict_on_batch(images), np.float32)
         accuracy.update(np.array([label for _, label in chunk]), logits)
-    return {"Top-1": 100 * accuracy.result()}
+    timing = {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - began, 1)}
+    return ({"Top-1": 100 * accuracy.result()}, timing,
+            _model_facts(spec, experiment.input_size, len(classes)))
 
 
-def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, precision, max_eval) -> dict:
+def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision, max_eval):
+    import time
+
     from data import coco_panoptic
     from training.pipeline import PanopticBatches
 
@@ -309,21 +346,43 @@ def _run_panoptic(experiment, recipe, directory, data_dir, progress, strategy, p
     val = val[:max_eval] if max_eval else val
     class_of = {cat: index for index, cat in enumerate(sorted(categories))}
     spec = model_spec(experiment, len(class_of))
+    recipe = experiment.recipe
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
                               class_of=class_of)
-    model = _train(_builder(experiment, spec, recipe.crop_size), batches, recipe, directory, progress,
-                   strategy, precision, desc=f"{experiment.preset} seed {recipe.seed}")
-    # Evaluation at input_size: the images are resized to the size the model was built for
+    model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision)
+    began = time.perf_counter()
+    # Evaluation at input_size: the images are resized to the size the model is built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
-    eval_model = spec.build(experiment.input_size)
+    metrics = _evaluate_at(spec, model, val, categories, experiment.input_size, experiment.stuff_area)
+    for ratio in experiment.test_ratios:
+        # The same validation scenes rendered at another size (exact ground truth at any size).
+        scaled = dataclasses.replace(experiment.data, train=0, render_size=_scaled(experiment.data.render_size, ratio))
+        records, _ = coco_panoptic.records(prepared_proxy(scaled), "coco", "val")
+        records = records[:max_eval] if max_eval else records
+        at_ratio = _evaluate_at(spec, model, records, categories, _scaled(experiment.input_size, ratio),
+                                round(experiment.stuff_area * ratio ** 2))
+        metrics.update({f"{name}@{ratio:g}": value for name, value in at_ratio.items()})
+    timing = {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - began, 1)}
+    return metrics, timing, _model_facts(spec, experiment.input_size, len(class_of))
+
+
+def _scaled(size: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """size x ratio, kept of the form 16k + 1 (Panoptic-DeepLab's crops; corners align)."""
+    return tuple(max(17, int(round((n - 1) * ratio / 16)) * 16 + 1) for n in size)
+
+
+def _evaluate_at(spec, model, records, categories, input_size, stuff_area) -> dict:
+    """The trained weights in a model built at `input_size`, evaluated on `records`."""
+    eval_model = spec.build(tuple(input_size))
     eval_model.set_weights(model.get_weights())
-    return evaluate_panoptic(eval_model, val, categories, experiment.input_size, stuff_area=experiment.stuff_area)
+    return evaluate_panoptic(eval_model, records, categories, input_size, stuff_area=stuff_area)
 
 
 def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", **postprocess) -> dict:
-    """PQ, PQ_Th, PQ_St and mIoU (percent) of a panoptic `model` built at `input_size` on the
-    `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
-    things.  `postprocess` overrides PostProcessConfig's settings (stuff_area, center_threshold,
+    """PQ, PQ_Th, PQ_St, mIoU and AP (percent) of a panoptic `model` built at `input_size` on
+    the `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
+    things.  AP is Cityscapes' instance AP (Tab. 5-8's), of the post-processed instances scored
+    as Panoptic-DeepLab scores them (center heat times mean class probability).  `postprocess` overrides PostProcessConfig's settings (stuff_area, center_threshold,
     nms_kernel, top_k, label_divisor).
 
     fit="resize": each image is resized to input_size and the outputs back to the ground truth.
@@ -332,8 +391,9 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     prediction cropped back to the ground truth."""
     from data import coco_panoptic
     from data.image_ops import resize_bilinear
+    from evaluation.cityscapes_ap import CityscapesInstanceAP
     from evaluation.panoptic_quality import PanopticQuality, Segment
-    from evaluation.postprocess import PostProcessConfig, panoptic_prediction, upsample_heads
+    from evaluation.postprocess import PostProcessConfig, instance_predictions, panoptic_prediction, upsample_heads
     from evaluation.semantic import MeanIoU
     from training.pipeline import normalize
 
@@ -344,6 +404,9 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     config = PostProcessConfig(thing_classes=thing_classes, **postprocess)
     quality = PanopticQuality({c: bool(info.get("isthing")) for c, info in categories.items()})
     miou = MeanIoU(len(class_of), ignore_label=255)
+    # Cityscapes AP's label ids: class index + 1 (0 is void); thing instances label * 1000 + k.
+    instance_ap = CityscapesInstanceAP({class_of[c] + 1: str(info.get("name", c)) for c, info in categories.items()
+                                        if info.get("isthing")}, void_labels=[0])
     for record in records:
         example = coco_panoptic.load_example(record)
         h, w = example["ids"].shape
@@ -366,9 +429,24 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
         quality.update(example["ids"], gt_segments, pred_ids, pred_segments)
         semantic_gt = np.vectorize(lambda c: class_of.get(int(c), 255))(example["semantic"])
         miou.update(semantic_gt, outputs["semantic"].argmax(-1))
+        instances = instance_predictions(panoptic, outputs["semantic"], outputs["center"], config)
+        instance_ap.update(_cityscapes_instance_ids(example["ids"], record.segments, class_of),
+                           [mask for mask, _, _ in instances], [cls + 1 for _, cls, _ in instances],
+                           [score for _, _, score in instances])
     pq = quality.result()
     return {"PQ": _percent(pq["All"]["pq"]), "PQ_Th": _percent(pq["Things"]["pq"]),
-            "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"])}
+            "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"]),
+            "AP": _percent(instance_ap.result()["ap"])}
+
+
+def _cityscapes_instance_ids(ids: np.ndarray, segments: dict, class_of: dict) -> np.ndarray:
+    """Ground truth in Cityscapes' instance-id encoding: void 0, stuff and crowd regions their
+    label (class index + 1), thing instances label * 1000 + k."""
+    out = np.zeros(ids.shape, np.int64)
+    for k, (segment_id, info) in enumerate(sorted(segments.items()), 1):
+        label = class_of[info.category_id] + 1
+        out[ids == segment_id] = label * 1000 + k if info.is_thing and not info.iscrowd else label
+    return out
 
 
 def _pad(image: np.ndarray, size, record) -> np.ndarray:
