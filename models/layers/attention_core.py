@@ -67,50 +67,90 @@ class PositionSensitiveAttention(keras.layers.Layer):
         )
         if self.use_batch_norm:
             # Built for 2-D input: `_norm` applies each to a 2-D view of any-rank tensors.
-            self.qkv_norm = keras.layers.BatchNormalization(synchronized=True, name="qkv_norm")
+            # synchronized only on TensorFlow: Keras refuses it on other backends (one device here).
+            sync = keras.backend.backend() == "tensorflow"
+            self.qkv_norm = keras.layers.BatchNormalization(synchronized=sync, name="qkv_norm",
+                                                            dtype=self.dtype_policy)
             self.qkv_norm.build((None, qkv_depth))
-            self.similarity_norm = keras.layers.BatchNormalization(synchronized=True, name="similarity_norm")
+            self.similarity_norm = keras.layers.BatchNormalization(synchronized=sync, name="similarity_norm",
+                                                                   dtype=self.dtype_policy)
             self.similarity_norm.build((None, self.num_heads * self.similarity_terms))
-            self.output_norm = keras.layers.BatchNormalization(synchronized=True, name="output_norm")
+            self.output_norm = keras.layers.BatchNormalization(synchronized=sync, name="output_norm",
+                                                               dtype=self.dtype_policy)
             self.output_norm.build((None, self.value_depth * self.retrieved_terms))
 
-    @staticmethod
-    def _norm(norm, x, training):
-        """BN of the last axis over all other axes, for a tensor of any rank."""
-        shape = ops.shape(x)
-        return ops.reshape(norm(ops.reshape(x, (-1, x.shape[-1])), training=training), shape)
-
     def project(self, x, training=None):
-        """(queries, keys, values), each (..., heads, depth per head)."""
-        qkv = ops.einsum("...c,cd->...d", x, self.qkv_kernel)
+        """The 1x1 qkv projection (and its BN) of x (..., channels), as a 2-D (pixels, 2 d_k + d_v).
+
+        One reshape and one matmul: the same product as an einsum over "...c,cd->...d",
+        whose gradient is an order of magnitude slower on TensorFlow's CPU path.  The
+        result is already the 2-D view the qkv BN was built for.
+        """
+        qkv = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), self.qkv_kernel)
         if self.use_batch_norm:
-            qkv = self._norm(self.qkv_norm, qkv, training)
+            qkv = self.qkv_norm(qkv, training=training)
+        return qkv
+
+    def split_heads(self, qkv):
+        """(queries, keys, values) of a (..., 2 d_k + d_v) tensor, each (..., heads, depth per head)."""
         lead = tuple(ops.shape(qkv)[:-1])
-        query = ops.reshape(qkv[..., : self.key_depth], lead + (self.num_heads, self.key_depth_per_head))
-        key = ops.reshape(qkv[..., self.key_depth : 2 * self.key_depth],
-                          lead + (self.num_heads, self.key_depth_per_head))
-        value = ops.reshape(qkv[..., 2 * self.key_depth :], lead + (self.num_heads, self.value_depth_per_head))
-        return query, key, value
+        k, h = self.key_depth, self.num_heads
+        return (ops.reshape(qkv[..., :k], lead + (h, self.key_depth_per_head)),
+                ops.reshape(qkv[..., k : 2 * k], lead + (h, self.key_depth_per_head)),
+                ops.reshape(qkv[..., 2 * k :], lead + (h, self.value_depth_per_head)))
 
-    def _normalise_and_sum(self, terms, norm, training):
-        """Stack terms on a new last axis, BN each (term, last-axis entry) separately, sum."""
-        stacked = ops.stack(terms, axis=-1)
-        if self.use_batch_norm:
-            # One scale and offset per (entry, term): merge the last two axes for BN.
-            shape = ops.shape(stacked)
-            merged = ops.reshape(stacked, tuple(shape[:-2]) + (stacked.shape[-2] * stacked.shape[-1],))
-            stacked = ops.reshape(self._norm(norm, merged, training), shape)
-        return ops.sum(stacked, axis=-1)
+    def term_norm(self, norm, terms, axes, training=None):
+        """Per-term BN of `terms` as broadcastable (scales, offset): BN_t(x_t) = x_t * scale_t + offset_t.
 
-    def fuse_similarity(self, terms, training=None):
-        """Sum of the similarity terms, each (..., heads), normalised per (head, term)."""
-        return self._normalise_and_sum(terms, getattr(self, "similarity_norm", None), training)
+        The reference formulation stacks the terms on a last axis, merges (channel, term)
+        into the channels `norm` was built for (channel-major, term-minor), and calls `norm`
+        on a 2-D view.  Here each term keeps its own layout; `axes` are its reduction axes
+        (all but the channel axes).  The statistics are those of `norm`'s own call: the same
+        moments function (synchronized across replicas when `norm` is), the same moving-average
+        update (momentum, biased batch variance), the moving statistics in inference mode or
+        when `norm` is frozen, and the same arithmetic x * (gamma / sqrt(var + eps)) +
+        (beta - mean * gamma / sqrt(var + eps)).  The caller sums x_t * scale_t and adds the
+        summed offset once, instead of materialising every normalised term.
+        """
+        shape = terms[0].shape
+        count = len(terms)
+        # BatchNormalization computes in at least float32 (mixed precision) and casts back.
+        dtype = keras.backend.result_type(terms[0].dtype, "float32")
+        if training and norm.trainable:
+            moments = [ops.moments(ops.cast(t, dtype), axes=axes, synchronized=norm.synchronized)
+                       for t in terms]
+            mean = ops.reshape(ops.stack([m for m, _ in moments], axis=-1), (-1,))
+            variance = ops.reshape(ops.stack([v for _, v in moments], axis=-1), (-1,))
+            norm.moving_mean.assign(
+                ops.cast(norm.moving_mean, dtype) * norm.momentum + mean * (1.0 - norm.momentum))
+            norm.moving_variance.assign(
+                ops.cast(norm.moving_variance, dtype) * norm.momentum + variance * (1.0 - norm.momentum))
+        else:
+            mean = ops.cast(norm.moving_mean, dtype)
+            variance = ops.cast(norm.moving_variance, dtype)
+        scale = ops.rsqrt(variance + norm.epsilon)
+        if norm.scale:
+            scale = scale * ops.cast(norm.gamma, dtype)
+        offset = -mean * scale
+        if norm.center:
+            offset = offset + ops.cast(norm.beta, dtype)
+        # (channels..., terms) -> one broadcastable factor per term, one summed offset.
+        channel_shape = tuple(d for i, d in enumerate(shape) if i not in axes)
+        broadcast = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        scale = ops.cast(ops.reshape(scale, channel_shape + (count,)), terms[0].dtype)
+        offset = ops.cast(ops.sum(ops.reshape(offset, channel_shape + (count,)), axis=-1), terms[0].dtype)
+        scales = [ops.reshape(scale[..., t], broadcast) for t in range(count)]
+        return scales, ops.reshape(offset, broadcast)
 
-    def fuse_retrieved(self, terms, training=None):
-        """Sum of the retrieved terms, each (..., heads, d_v), normalised per (channel, term)."""
-        lead = tuple(ops.shape(terms[0])[:-2])
-        flat = [ops.reshape(t, lead + (self.value_depth,)) for t in terms]
-        return self._normalise_and_sum(flat, getattr(self, "output_norm", None), training)
+    def fuse(self, norm, terms, axes, training=None, select=None):
+        """Sum of the terms, each batch-normalised per (channel, term) over `axes` when the
+        layer has BN.  `select` (tensor -> tensor) picks the positions to keep after the
+        statistics are taken over all of them (a strided layer's outputs)."""
+        select = select or (lambda t: t)
+        if not self.use_batch_norm:
+            return _add(select(t) for t in terms)
+        scales, offset = self.term_norm(norm, terms, axes, training)
+        return _add(select(t) * s for t, s in zip(terms, scales)) + offset
 
     def attention_madds(self, queries: int, keys: int, channels: int) -> dict[str, int]:
         """Multiply-accumulates: projection, then per query and key each similarity term
@@ -142,3 +182,11 @@ class PositionSensitiveAttention(keras.layers.Layer):
             use_batch_norm=self.use_batch_norm,
         )
         return config
+
+
+def _add(tensors):
+    tensors = iter(tensors)
+    total = next(tensors)
+    for t in tensors:
+        total = total + t
+    return total

@@ -29,7 +29,8 @@ import keras
 from keras import ops
 
 from models.layers.attention_core import PositionSensitiveAttention
-from models.layers.position import MAX_SPAN, RelativePositionTable, relative_offsets
+from models.layers.position import (MAX_SPAN, RelativePositionTable, absolute_to_relative,
+                                    relative_rows, relative_to_absolute)
 
 HEIGHT, WIDTH = "height", "width"
 
@@ -110,7 +111,7 @@ class AxialAttention(PositionSensitiveAttention):
         self.build_projection(input_shape[-1])
         rows = 2 * self.max_span - 1
         self.query_table, self.key_table, self.value_table = (
-            RelativePositionTable(rows, depth, name=name) if enabled else None
+            RelativePositionTable(rows, depth, name=name, dtype=self.dtype_policy) if enabled else None
             for name, depth, enabled in (
                 ("query_position_table", self.key_depth_per_head, self.query_position),
                 ("key_position_table", self.key_depth_per_head, self.key_position),
@@ -123,35 +124,52 @@ class AxialAttention(PositionSensitiveAttention):
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        x = inputs
-        if self.axis == HEIGHT:
-            x = ops.transpose(x, (0, 2, 1, 3))
-        batch, lines, length = ops.shape(x)[0], x.shape[1], x.shape[2]
-        query, key, value = self.project(ops.reshape(x, (-1, length, x.shape[3])), training)
+        height, width = inputs.shape[1], inputs.shape[2]
+        length = height if self.axis == HEIGHT else width
+        qkv = self.project(inputs, training)
+        qkv = ops.reshape(qkv, (-1, height, width, qkv.shape[-1]))
+        # Heads-major lines: (batch, other axis, heads, L, depth), so every attention
+        # product below is a plain batched matmul over (line, head).
+        to_lines = (0, 1, 3, 2, 4) if self.axis == WIDTH else (0, 2, 3, 1, 4)
+        query, key, value = (ops.reshape(ops.transpose(t, to_lines), (-1, self.num_heads, length, t.shape[-1]))
+                             for t in self.split_heads(qkv))
 
-        offsets = relative_offsets(length, self.max_span)  # [query, key] -> table row
-        terms = [ops.einsum("nlhd,nmhd->nlmh", query, key)]
+        rows = relative_rows(length, self.max_span)
+        logits = [ops.matmul(query, ops.swapaxes(key, 2, 3))]  # [lines, heads, query j, key b]
         if self.query_position:
-            terms.append(ops.einsum("nlhd,lmd->nlmh", query, self.query_table(offsets)))
+            # q_j . r^q_{b-j}: q_j against the 2L - 1 rows of every offset, then re-indexed.
+            logits.append(relative_to_absolute(ops.matmul(query, ops.transpose(self.query_table(rows)))))
         if self.key_position:
-            terms.append(ops.einsum("nmhd,lmd->nlmh", key, self.key_table(offsets)))
-        similarity = self.fuse_similarity(terms, training)
+            # k_b . r^k_{b-j}: the same with key and query swapped.  With the rows in reverse
+            # order, offset j - b of the reversed table is offset b - j of the table, so the
+            # re-indexing gives [key b, query j]; a transpose brings it to [j, b].
+            by_key = relative_to_absolute(ops.matmul(key, ops.transpose(self.key_table(rows[::-1]))))
+            logits.append(ops.swapaxes(by_key, 2, 3))
+        similarity = self.fuse(getattr(self, "similarity_norm", None), logits, axes=(0, 2, 3),
+                               training=training)
 
         if self.span is not None and self.span < 2 * length - 1:
             outside = np.abs(np.arange(length)[None, :] - np.arange(length)[:, None]) > self.span // 2
-            similarity = ops.where(outside[None, :, :, None], -1e9, similarity)
-        weights = ops.softmax(similarity, axis=2)
+            similarity = ops.where(outside, -1e9, similarity)
+        weights = ops.softmax(similarity, axis=-1)
 
-        retrieved = [ops.einsum("nlmh,nmhd->nlhd", weights, value)]
+        retrieved = [ops.matmul(weights, value)]  # [lines, heads, L, d_v]
         if self.value_position:
-            retrieved.append(ops.einsum("nlmh,lmd->nlhd", weights, self.value_table(offsets)))
-        output = ops.reshape(self.fuse_retrieved(retrieved, training),
-                             (batch, lines, length, self.value_depth))
-        if self.strides > 1:
-            output = output[:, :, :: self.strides, :]
-        if self.axis == HEIGHT:
-            output = ops.transpose(output, (0, 2, 1, 3))
-        return output
+            # sum_b a_jb r^v_{b-j}: the weights re-indexed by offset, times the 2L - 1 rows.
+            retrieved.append(ops.matmul(absolute_to_relative(weights), self.value_table(rows)))
+
+        def strided(t):
+            # The output BN's statistics cover every position; only the kept ones are normalised.
+            return t[:, :, :: self.strides] if self.strides > 1 else t
+
+        output = self.fuse(getattr(self, "output_norm", None), retrieved, axes=(0, 2), training=training,
+                           select=strided)
+        kept = output.shape[2]
+        other = width if self.axis == HEIGHT else height
+        output = ops.reshape(output, (-1, other, self.num_heads, kept, self.value_depth_per_head))
+        back = (0, 1, 3, 2, 4) if self.axis == WIDTH else (0, 3, 1, 2, 4)
+        output = ops.transpose(output, back)
+        return ops.reshape(output, (-1,) + tuple(output.shape[1:3]) + (self.value_depth,))
 
     def count_madds(self, input_shape, local_keys: str = "window") -> dict[str, int]:
         """Multiply-accumulates for one image, by operation (see models/counting.py)."""

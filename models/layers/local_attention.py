@@ -84,48 +84,72 @@ class LocalSelfAttention2D(PositionSensitiveAttention):
         ):
             if enabled:
                 for axis in ("row", "column"):
-                    table = RelativePositionTable(self.window, depth // 2, name=f"{term}_{axis}_table")
+                    table = RelativePositionTable(self.window, depth // 2, name=f"{term}_{axis}_table",
+                                                  dtype=self.dtype_policy)
                     table.build(None)
                     self.tables[term, axis] = table
         self.position_tables = list(self.tables.values())
         super().build(input_shape)
 
-    def _window_positions(self, term: str):
-        """(m*m, depth) position vectors for every window offset, row-major."""
-        m = self.window
-        rows = ops.repeat(self.tables[term, "row"](np.arange(m)), m, axis=0)
-        cols = ops.tile(self.tables[term, "column"](np.arange(m)), (m, 1))
-        return ops.concatenate([rows, cols], axis=-1)
+    def _table(self, term: str, axis: str):
+        return self.tables[term, axis](np.arange(self.window))  # (m, depth / 2), offset -half .. half
 
-    def _neighbourhoods(self, x):
-        """(batch, h, w, m*m, ...): the zero-padded m x m window around every pixel."""
+    def _window_logits(self, x, term: str):
+        """x . r_{a,b} for every window offset (a, b), row-major: (..., heads, m*m).
+
+        r_{a,b} = concat(row[a], col[b]), so x . r_{a,b} = x_row . row[a] + x_col . col[b]:
+        two (..., m) matmuls and a broadcast sum instead of m*m products of full depth.
+        """
+        half_depth = x.shape[-1] // 2
+        by_row = ops.matmul(x[..., :half_depth], ops.transpose(self._table(term, "row")))
+        by_col = ops.matmul(x[..., half_depth:], ops.transpose(self._table(term, "column")))
+        grid = by_row[..., :, None] + by_col[..., None, :]
+        return ops.reshape(grid, tuple(ops.shape(grid)[:-2]) + (self.window**2,))
+
+    def _window_values(self, weights):
+        """sum_{a,b} w_{a,b} r^v_{a,b} = concat(sum_a (sum_b w_ab) row[a], sum_b (sum_a w_ab) col[b])."""
+        m = self.window
+        grid = ops.reshape(weights, tuple(ops.shape(weights)[:-1]) + (m, m))
+        by_row = ops.matmul(ops.sum(grid, axis=-1), self._table("value", "row"))
+        by_col = ops.matmul(ops.sum(grid, axis=-2), self._table("value", "column"))
+        return ops.concatenate([by_row, by_col], axis=-1)
+
+    def _shifted(self, x):
+        """The m*m shifts of x (batch, h, w, ...) by the window offsets, zero-padded, row-major."""
         m, half = self.window, self.window // 2
         height, width = x.shape[1], x.shape[2]
-        pad = ((0, 0), (half, half), (half, half)) + ((0, 0),) * (len(x.shape) - 3)
-        padded = ops.pad(x, pad)
-        shifted = [padded[:, a : a + height, b : b + width] for a in range(m) for b in range(m)]
-        return ops.stack(shifted, axis=3)
+        padded = ops.pad(x, ((0, 0), (half, half), (half, half)) + ((0, 0),) * (len(x.shape) - 3))
+        return [padded[:, a : a + height, b : b + width] for a in range(m) for b in range(m)]
 
     def call(self, inputs, training=None):
         height, width = inputs.shape[1], inputs.shape[2]
-        query, key, value = self.project(inputs, training)
-        key, value = self._neighbourhoods(key), self._neighbourhoods(value)
+        qkv = self.project(inputs, training)
+        query, key, value = self.split_heads(ops.reshape(qkv, (-1, height, width, qkv.shape[-1])))
+        # (batch, h, w, heads, m*m, depth): every pixel's window of keys (zero outside the image).
+        keys = ops.stack(self._shifted(key), axis=4)
 
-        terms = [ops.einsum("bxyhd,bxymhd->bxymh", query, key)]
+        logits = [ops.sum(query[..., None, :] * keys, axis=-1)]  # (batch, h, w, heads, m*m)
         if self.query_position:
-            terms.append(ops.einsum("bxyhd,md->bxymh", query, self._window_positions("query")))
+            logits.append(self._window_logits(query, "query"))
         if self.key_position:
-            terms.append(ops.einsum("bxymhd,md->bxymh", key, self._window_positions("key")))
-        similarity = self.fuse_similarity(terms, training)
+            # k_{(i,j)+(a,b)} . r^k_{a,b}: every key pixel against all m*m offsets, then for each
+            # offset the pixel at that offset (a zero-padded key gives zero, like k = 0).
+            by_key = self._window_logits(key, "key")
+            shifted = self._shifted(by_key)
+            logits.append(ops.stack([s[..., w] for w, s in enumerate(shifted)], axis=-1))
+        similarity = self.fuse(getattr(self, "similarity_norm", None), logits, axes=(0, 1, 2, 4),
+                               training=training)
 
-        inside = self._neighbourhoods(np.ones((1, height, width, 1), "float32"))
+        inside = ops.stack(self._shifted(np.ones((1, height, width, 1), "float32")), axis=-1)
         similarity = ops.where(inside > 0, similarity, -1e9)
-        weights = ops.softmax(similarity, axis=3)
+        weights = ops.softmax(similarity, axis=-1)
 
-        retrieved = [ops.einsum("bxymh,bxymhd->bxyhd", weights, value)]
+        values = ops.stack(self._shifted(value), axis=4)
+        retrieved = [ops.sum(weights[..., None] * values, axis=4)]  # (batch, h, w, heads, d_v)
         if self.value_position:
-            retrieved.append(ops.einsum("bxymh,md->bxyhd", weights, self._window_positions("value")))
-        output = self.fuse_retrieved(retrieved, training)
+            retrieved.append(self._window_values(weights))
+        output = self.fuse(getattr(self, "output_norm", None), retrieved, axes=(0, 1, 2), training=training)
+        output = ops.reshape(output, (-1, height, width, self.value_depth))
         if self.strides > 1:
             output = ops.average_pool(output, pool_size=self.strides, strides=self.strides, padding="same")
         return output
