@@ -36,7 +36,10 @@ SpatialOp = Callable[[keras.KerasTensor, int, int, str], keras.KerasTensor]
 
 def batch_norm(x, name: str, zero_gamma: bool = False):
     return layers.BatchNormalization(
-        synchronized=True,  # global batch statistics across replicas (sync BN, as in [18]); no-op on one device
+        # Global batch statistics across replicas (sync BN, as in [18]); no-op on one device.
+        # Keras refuses synchronized=True on other backends than TensorFlow (the JAX engine will
+        # handle replicas itself).
+        synchronized=keras.backend.backend() == "tensorflow",
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones",

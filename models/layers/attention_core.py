@@ -14,6 +14,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from models.layers.position import slice_axis
+
 
 class PositionSensitiveAttention(keras.layers.Layer):
     """Base of AxialAttention and LocalSelfAttention2D: projection, term fusion, counting.
@@ -93,34 +95,37 @@ class PositionSensitiveAttention(keras.layers.Layer):
 
     def split_heads(self, qkv):
         """(queries, keys, values) of a (..., 2 d_k + d_v) tensor, each (..., heads, depth per head)."""
-        lead = tuple(ops.shape(qkv)[:-1])
+        lead = (-1,) + tuple(qkv.shape[1:-1])
         k, h = self.key_depth, self.num_heads
-        return (ops.reshape(qkv[..., :k], lead + (h, self.key_depth_per_head)),
-                ops.reshape(qkv[..., k : 2 * k], lead + (h, self.key_depth_per_head)),
-                ops.reshape(qkv[..., 2 * k :], lead + (h, self.value_depth_per_head)))
+        return (ops.reshape(slice_axis(qkv, -1, 0, k), lead + (h, self.key_depth_per_head)),
+                ops.reshape(slice_axis(qkv, -1, k, k), lead + (h, self.key_depth_per_head)),
+                ops.reshape(slice_axis(qkv, -1, 2 * k, self.value_depth), lead + (h, self.value_depth_per_head)))
 
-    def term_norm(self, norm, terms, axes, training=None):
-        """Per-term BN of `terms` as broadcastable (scales, offset): BN_t(x_t) = x_t * scale_t + offset_t.
+    def norm_affine(self, norm, channel_shape, statistics, training=None):
+        """Per-term BN as (scale, offset), each channel_shape + (terms,): BN(x_t) = x_t * scale_t + offset_t.
 
-        The reference formulation stacks the terms on a last axis, merges (channel, term)
-        into the channels `norm` was built for (channel-major, term-minor), and calls `norm`
-        on a 2-D view.  Here each term keeps its own layout; `axes` are its reduction axes
-        (all but the channel axes).  The statistics are those of `norm`'s own call: the same
-        moments function (synchronized across replicas when `norm` is), the same moving-average
-        update (momentum, biased batch variance), the moving statistics in inference mode or
-        when `norm` is frozen, and the same arithmetic x * (gamma / sqrt(var + eps)) +
-        (beta - mean * gamma / sqrt(var + eps)).  The caller sums x_t * scale_t and adds the
-        summed offset once, instead of materialising every normalised term.
+        The reference formulation stacks the terms on a last axis, merges (channel, term) into
+        the channels `norm` was built for (channel-major, term-minor) and calls `norm` on a 2-D
+        view: copies of every term.  Here the caller supplies the batch statistics instead:
+        `statistics()` returns, per term, the mean of x_t and of x_t^2 over each of some equal
+        groups of the normalised positions, (groups, *channel_shape) each (it is called in
+        training mode only).  From them come `norm`'s own batch moments: the mean over groups
+        by `ops.moments`, synchronized across replicas when `norm` is (as in its own call), and
+        the variance E[x^2] - E[x]^2 (biased, as in its synchronized call), then its
+        moving-average update (momentum), its moving statistics in inference mode or when
+        frozen, and its arithmetic: scale = gamma / sqrt(var + eps), offset = beta - mean * scale.
+        Knowing scale and offset, the caller can fold them into smaller tensors than x_t.
         """
-        shape = terms[0].shape
-        count = len(terms)
         # BatchNormalization computes in at least float32 (mixed precision) and casts back.
-        dtype = keras.backend.result_type(terms[0].dtype, "float32")
+        dtype = keras.backend.result_type(self.compute_dtype, "float32")
         if training and norm.trainable:
-            moments = [ops.moments(ops.cast(t, dtype), axes=axes, synchronized=norm.synchronized)
-                       for t in terms]
-            mean = ops.reshape(ops.stack([m for m, _ in moments], axis=-1), (-1,))
-            variance = ops.reshape(ops.stack([v for _, v in moments], axis=-1), (-1,))
+            means, squares = zip(*statistics())
+            per_group = [ops.reshape(ops.cast(ops.stack(t, axis=-1), dtype), (-1, norm.moving_mean.shape[0]))
+                         for t in (means, squares)]
+            moments, _ = ops.moments(ops.concatenate(per_group, axis=-1), axes=(0,),
+                                     synchronized=norm.synchronized)
+            mean, square = ops.split(moments, 2)
+            variance = ops.maximum(square - ops.square(mean), 0.0)
             norm.moving_mean.assign(
                 ops.cast(norm.moving_mean, dtype) * norm.momentum + mean * (1.0 - norm.momentum))
             norm.moving_variance.assign(
@@ -134,23 +139,15 @@ class PositionSensitiveAttention(keras.layers.Layer):
         offset = -mean * scale
         if norm.center:
             offset = offset + ops.cast(norm.beta, dtype)
-        # (channels..., terms) -> one broadcastable factor per term, one summed offset.
-        channel_shape = tuple(d for i, d in enumerate(shape) if i not in axes)
-        broadcast = tuple(1 if i in axes else d for i, d in enumerate(shape))
-        scale = ops.cast(ops.reshape(scale, channel_shape + (count,)), terms[0].dtype)
-        offset = ops.cast(ops.sum(ops.reshape(offset, channel_shape + (count,)), axis=-1), terms[0].dtype)
-        scales = [ops.reshape(scale[..., t], broadcast) for t in range(count)]
-        return scales, ops.reshape(offset, broadcast)
+        shape = tuple(channel_shape) + (-1,)
+        return (ops.cast(ops.reshape(scale, shape), self.compute_dtype),
+                ops.cast(ops.reshape(offset, shape), self.compute_dtype))
 
-    def fuse(self, norm, terms, axes, training=None, select=None):
-        """Sum of the terms, each batch-normalised per (channel, term) over `axes` when the
-        layer has BN.  `select` (tensor -> tensor) picks the positions to keep after the
-        statistics are taken over all of them (a strided layer's outputs)."""
-        select = select or (lambda t: t)
-        if not self.use_batch_norm:
-            return _add(select(t) for t in terms)
-        scales, offset = self.term_norm(norm, terms, axes, training)
-        return _add(select(t) * s for t, s in zip(terms, scales)) + offset
+    @staticmethod
+    def group_statistics(terms, axes):
+        """For norm_affine: the mean of each term and of its square over `axes`, with `axes` the
+        trailing reduction axes of every group (the leading ones, kept, number the groups)."""
+        return [(ops.mean(t, axis=axes), ops.mean(ops.square(t), axis=axes)) for t in terms]
 
     def attention_madds(self, queries: int, keys: int, channels: int) -> dict[str, int]:
         """Multiply-accumulates: projection, then per query and key each similarity term
@@ -182,11 +179,3 @@ class PositionSensitiveAttention(keras.layers.Layer):
             use_batch_norm=self.use_batch_norm,
         )
         return config
-
-
-def _add(tensors):
-    tensors = iter(tensors)
-    total = next(tensors)
-    for t in tensors:
-        total = total + t
-    return total

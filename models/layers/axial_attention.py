@@ -30,9 +30,54 @@ from keras import ops
 
 from models.layers.attention_core import PositionSensitiveAttention
 from models.layers.position import (MAX_SPAN, RelativePositionTable, absolute_to_relative,
-                                    relative_rows, relative_to_absolute)
+                                    relative_rows, relative_to_absolute, slice_axis)
 
 HEIGHT, WIDTH = "height", "width"
+
+
+def every(x, axis: int, step: int):
+    """Every step-th entry of x along `axis` (from the first), by pad, reshape and slice.
+
+    The same as x[..., ::step, ...], with a Pad/Slice gradient instead of a strided slice's.
+    """
+    if step == 1:
+        return x
+    length = x.shape[axis]
+    kept = -(-length // step)
+    x = ops.pad(x, [(0, 0)] * axis + [(0, kept * step - length)] + [(0, 0)] * (len(x.shape) - axis - 1))
+    x = ops.reshape(x, (-1,) + tuple(x.shape[1:axis]) + (kept, step) + tuple(x.shape[axis + 1:]))
+    return ops.squeeze(slice_axis(x, axis + 1, 0, 1), axis + 1)
+
+
+def _gram(x):
+    """x' x over the positions of every line and head: (lines, heads, d, d)."""
+    return ops.matmul(ops.swapaxes(x, 2, 3), x)
+
+
+def _position_statistics(x, rows, by_key: bool):
+    """Per line and head, the mean over all L x L pairs of x_p . r_{b-j} and of its square.
+
+    x: (lines, heads, L, d), the query (p = j) or key (p = b) of every pair; rows: the
+    (2L - 1, d) table rows of offsets -(L-1) .. L-1.  Position p meets the L rows of a window:
+    offsets b - j for j = 0 .. L-1 (rows b .. b + L - 1) when p is the key b, for b = 0 .. L-1
+    (rows L-1-j .. 2L-2-j) when p is the query j.  With W_p the sum and G_p the sum of outer
+    products r r' of those rows, sum_pairs x.r = sum_p x_p.W_p and sum_pairs (x.r)^2 =
+    sum_p x_p' G_p x_p: matmuls of size L x d x d, not L x L x d.
+    """
+    length, depth = x.shape[2], x.shape[3]
+    band = np.zeros((length, 2 * length - 1), keras.backend.standardize_dtype(x.dtype))
+    for p in range(length):
+        start = p if by_key else length - 1 - p
+        band[p, start : start + length] = 1.0
+    window_sums = ops.matmul(band, rows)  # (L, d)
+    outer = ops.reshape(rows[:, :, None] * rows[:, None, :], (2 * length - 1, depth * depth))
+    window_grams = ops.reshape(ops.matmul(band, outer), (length, depth, depth))
+    count = length * length
+    mean = ops.sum(x * window_sums, axis=(2, 3)) / count
+    # (L, lines * heads, d): one batched (lines * heads, d) x (d, d) product per position.
+    by_position = ops.reshape(ops.transpose(x, (2, 0, 1, 3)), (length, -1, depth))
+    quadratic = ops.sum(ops.matmul(by_position, window_grams) * by_position, axis=(0, 2))
+    return mean, ops.reshape(quadratic, (-1, x.shape[1])) / count
 
 
 @keras.saving.register_keras_serializable(package="axial_deeplab")
@@ -126,27 +171,41 @@ class AxialAttention(PositionSensitiveAttention):
     def call(self, inputs, training=None):
         height, width = inputs.shape[1], inputs.shape[2]
         length = height if self.axis == HEIGHT else width
+        heads = self.num_heads
         qkv = self.project(inputs, training)
         qkv = ops.reshape(qkv, (-1, height, width, qkv.shape[-1]))
         # Heads-major lines: (batch, other axis, heads, L, depth), so every attention
         # product below is a plain batched matmul over (line, head).
         to_lines = (0, 1, 3, 2, 4) if self.axis == WIDTH else (0, 2, 3, 1, 4)
-        query, key, value = (ops.reshape(ops.transpose(t, to_lines), (-1, self.num_heads, length, t.shape[-1]))
+        query, key, value = (ops.reshape(ops.transpose(t, to_lines), (-1, heads, length, t.shape[-1]))
                              for t in self.split_heads(qkv))
-
         rows = relative_rows(length, self.max_span)
-        logits = [ops.matmul(query, ops.swapaxes(key, 2, 3))]  # [lines, heads, query j, key b]
+        tables = {"query": self.query_table(rows) if self.query_position else None,
+                  "key": self.key_table(rows) if self.key_position else None}
+
+        # The similarity BN (one scale and offset per head and term) is folded into the
+        # operands: BN(q.k) = (s q).k + c, and likewise for the position terms, so no
+        # [lines, heads, L, L] tensor is normalised term by term.  Its batch statistics come
+        # from q, k and the tables (`_similarity_statistics`) without the logits.
+        scales, offset = [1.0] * 3, 0.0
+        if self.use_batch_norm:
+            scale, shift = self.norm_affine(self.similarity_norm, (heads,),
+                                            lambda: self._similarity_statistics(query, key, tables), training)
+            scales = [ops.reshape(scale[:, t], (1, heads, 1, 1)) for t in range(self.similarity_terms)]
+            offset = ops.reshape(ops.sum(shift, axis=1), (1, heads, 1, 1))
+        scales = iter(scales)
+        similarity = ops.matmul(query * next(scales), ops.swapaxes(key, 2, 3))  # [lines, heads, j, b]
         if self.query_position:
             # q_j . r^q_{b-j}: q_j against the 2L - 1 rows of every offset, then re-indexed.
-            logits.append(relative_to_absolute(ops.matmul(query, ops.transpose(self.query_table(rows)))))
+            by_offset = ops.matmul(query * next(scales), ops.transpose(tables["query"]))
+            similarity = similarity + relative_to_absolute(by_offset)
         if self.key_position:
             # k_b . r^k_{b-j}: the same with key and query swapped.  With the rows in reverse
             # order, offset j - b of the reversed table is offset b - j of the table, so the
             # re-indexing gives [key b, query j]; a transpose brings it to [j, b].
-            by_key = relative_to_absolute(ops.matmul(key, ops.transpose(self.key_table(rows[::-1]))))
-            logits.append(ops.swapaxes(by_key, 2, 3))
-        similarity = self.fuse(getattr(self, "similarity_norm", None), logits, axes=(0, 2, 3),
-                               training=training)
+            by_offset = ops.matmul(key * next(scales), ops.transpose(ops.flip(tables["key"], axis=0)))
+            similarity = similarity + ops.swapaxes(relative_to_absolute(by_offset), 2, 3)
+        similarity = similarity + offset
 
         if self.span is not None and self.span < 2 * length - 1:
             outside = np.abs(np.arange(length)[None, :] - np.arange(length)[:, None]) > self.span // 2
@@ -157,19 +216,42 @@ class AxialAttention(PositionSensitiveAttention):
         if self.value_position:
             # sum_b a_jb r^v_{b-j}: the weights re-indexed by offset, times the 2L - 1 rows.
             retrieved.append(ops.matmul(absolute_to_relative(weights), self.value_table(rows)))
+        if self.use_batch_norm:
+            # One scale and offset per (value channel, term); statistics over every position,
+            # the strided-away ones included, as in the reference.
+            scale, shift = self.norm_affine(self.output_norm, (heads, 1, self.value_depth_per_head),
+                                            lambda: self.group_statistics(retrieved, axes=(2,)), training)
+            retrieved = [every(t, 2, self.strides) * scale[..., i] for i, t in enumerate(retrieved)]
+            retrieved.append(ops.sum(shift, axis=-1))
+        else:
+            retrieved = [every(t, 2, self.strides) for t in retrieved]
+        output = retrieved[0]
+        for term in retrieved[1:]:
+            output = output + term
 
-        def strided(t):
-            # The output BN's statistics cover every position; only the kept ones are normalised.
-            return t[:, :, :: self.strides] if self.strides > 1 else t
-
-        output = self.fuse(getattr(self, "output_norm", None), retrieved, axes=(0, 2), training=training,
-                           select=strided)
         kept = output.shape[2]
         other = width if self.axis == HEIGHT else height
-        output = ops.reshape(output, (-1, other, self.num_heads, kept, self.value_depth_per_head))
+        output = ops.reshape(output, (-1, other, heads, kept, self.value_depth_per_head))
         back = (0, 1, 3, 2, 4) if self.axis == WIDTH else (0, 3, 1, 2, 4)
         output = ops.transpose(output, back)
         return ops.reshape(output, (-1,) + tuple(output.shape[1:3]) + (self.value_depth,))
+
+    def _similarity_statistics(self, query, key, tables):
+        """Per line and head, the mean over all L x L (query, key) pairs of each similarity term
+        and of its square, from q, k and the tables: (lines, heads) each, for norm_affine.
+
+        Masked pairs of a local span count too: the reference normalises before masking.
+        q.k: sum_jb q_j.k_b = (sum_j q_j).(sum_b k_b); sum_jb (q_j.k_b)^2 = <Q'Q, K'K> with
+        the d x d Gram matrices Q'Q, K'K.  The position terms: `_position_statistics`.
+        """
+        count = query.shape[2] ** 2
+        statistics = [(ops.sum(ops.sum(query, axis=2) * ops.sum(key, axis=2), axis=-1) / count,
+                       ops.sum(_gram(query) * _gram(key), axis=(2, 3)) / count)]
+        if self.query_position:
+            statistics.append(_position_statistics(query, tables["query"], by_key=False))
+        if self.key_position:
+            statistics.append(_position_statistics(key, tables["key"], by_key=True))
+        return statistics
 
     def count_madds(self, input_shape, local_keys: str = "window") -> dict[str, int]:
         """Multiply-accumulates for one image, by operation (see models/counting.py)."""

@@ -137,8 +137,17 @@ class LocalSelfAttention2D(PositionSensitiveAttention):
             by_key = self._window_logits(key, "key")
             shifted = self._shifted(by_key)
             logits.append(ops.stack([s[..., w] for w, s in enumerate(shifted)], axis=-1))
-        similarity = self.fuse(getattr(self, "similarity_norm", None), logits, axes=(0, 1, 2, 4),
-                               training=training)
+        heads = self.num_heads
+        if self.use_batch_norm:
+            # One scale and offset per (head, term), statistics over every (pixel, window
+            # offset), out-of-image keys included (the reference normalises before masking).
+            scale, shift = self.norm_affine(self.similarity_norm, (heads,),
+                                            lambda: self.group_statistics(logits, axes=(2, 4)), training)
+            logits = [t * ops.reshape(scale[:, i], (heads, 1)) for i, t in enumerate(logits)]
+            logits.append(ops.reshape(ops.sum(shift, axis=1), (heads, 1)))
+        similarity = logits[0]
+        for term in logits[1:]:
+            similarity = similarity + term
 
         inside = ops.stack(self._shifted(np.ones((1, height, width, 1), "float32")), axis=-1)
         similarity = ops.where(inside > 0, similarity, -1e9)
@@ -148,7 +157,13 @@ class LocalSelfAttention2D(PositionSensitiveAttention):
         retrieved = [ops.sum(weights[..., None] * values, axis=4)]  # (batch, h, w, heads, d_v)
         if self.value_position:
             retrieved.append(self._window_values(weights))
-        output = self.fuse(getattr(self, "output_norm", None), retrieved, axes=(0, 1, 2), training=training)
+        if self.use_batch_norm:
+            scale, shift = self.norm_affine(self.output_norm, (heads, self.value_depth_per_head),
+                                            lambda: self.group_statistics(retrieved, axes=(2,)), training)
+            retrieved = [t * scale[..., i] for i, t in enumerate(retrieved)] + [ops.sum(shift, axis=-1)]
+        output = retrieved[0]
+        for term in retrieved[1:]:
+            output = output + term
         output = ops.reshape(output, (-1, height, width, self.value_depth))
         if self.strides > 1:
             output = ops.average_pool(output, pool_size=self.strides, strides=self.strides, padding="same")
