@@ -29,8 +29,7 @@ import keras
 from keras import ops
 
 from models.layers.attention_core import PositionSensitiveAttention
-from models.layers.position import (MAX_SPAN, RelativePositionTable, absolute_to_relative,
-                                    relative_rows, relative_to_absolute, slice_axis)
+from models.layers.position import MAX_SPAN, RelativePositionTable, relative_offsets, slice_axis
 
 HEIGHT, WIDTH = "height", "width"
 
@@ -54,29 +53,30 @@ def _gram(x):
     return ops.matmul(ops.swapaxes(x, 2, 3), x)
 
 
-def _position_statistics(x, rows, by_key: bool):
-    """Per line and head, the mean over all L x L pairs of x_p . r_{b-j} and of its square.
+def _by_position(x, rows, order):
+    """x_p . rows[p, o] for every position p of x (lines, heads, L, d) and every o of rows (L, L, d):
+    one batched matmul over p of (lines * heads, d) x (d, L), transposed by `order` from
+    (p, lines, heads, o)."""
+    length, depth = x.shape[2], x.shape[3]
+    by_position = ops.reshape(ops.transpose(x, (2, 0, 1, 3)), (length, -1, depth))
+    products = ops.matmul(by_position, ops.swapaxes(rows, 1, 2))  # (p, lines * heads, o)
+    return ops.transpose(ops.reshape(products, (length, -1, x.shape[1], length)), order)
 
-    x: (lines, heads, L, d), the query (p = j) or key (p = b) of every pair; rows: the
-    (2L - 1, d) table rows of offsets -(L-1) .. L-1.  Position p meets the L rows of a window:
-    offsets b - j for j = 0 .. L-1 (rows b .. b + L - 1) when p is the key b, for b = 0 .. L-1
-    (rows L-1-j .. 2L-2-j) when p is the query j.  With W_p the sum and G_p the sum of outer
-    products r r' of those rows, sum_pairs x.r = sum_p x_p.W_p and sum_pairs (x.r)^2 =
-    sum_p x_p' G_p x_p: matmuls of size L x d x d, not L x L x d.
+
+def _position_statistics(x, rows):
+    """Per line and head, the mean over all L x L pairs of x_p . rows[p, o] and of its square.
+
+    x: (lines, heads, L, d), the query (p = j) or key (p = b) of every pair; rows: (L, L, d),
+    the table rows position p meets.  With W_p = sum_o rows[p, o] and the Gram matrix
+    G_p = sum_o rows[p, o] rows[p, o]', sum_pairs x.r = sum_p x_p.W_p and sum_pairs (x.r)^2 =
+    sum_p x_p' G_p x_p: products of size L x d x d per line and head, not L x L x d.
     """
     length, depth = x.shape[2], x.shape[3]
-    band = np.zeros((length, 2 * length - 1), keras.backend.standardize_dtype(x.dtype))
-    for p in range(length):
-        start = p if by_key else length - 1 - p
-        band[p, start : start + length] = 1.0
-    window_sums = ops.matmul(band, rows)  # (L, d)
-    outer = ops.reshape(rows[:, :, None] * rows[:, None, :], (2 * length - 1, depth * depth))
-    window_grams = ops.reshape(ops.matmul(band, outer), (length, depth, depth))
     count = length * length
-    mean = ops.sum(x * window_sums, axis=(2, 3)) / count
-    # (L, lines * heads, d): one batched (lines * heads, d) x (d, d) product per position.
-    by_position = ops.reshape(ops.transpose(x, (2, 0, 1, 3)), (length, -1, depth))
-    quadratic = ops.sum(ops.matmul(by_position, window_grams) * by_position, axis=(0, 2))
+    mean = ops.sum(x * ops.sum(rows, axis=1), axis=(2, 3)) / count
+    by_position = ops.reshape(ops.transpose(x, (2, 0, 1, 3)), (length, -1, depth))  # (L, lines * heads, d)
+    grams = ops.matmul(ops.swapaxes(rows, 1, 2), rows)  # (L, d, d)
+    quadratic = ops.sum(ops.matmul(by_position, grams) * by_position, axis=(0, 2))
     return mean, ops.reshape(quadratic, (-1, x.shape[1])) / count
 
 
@@ -179,33 +179,35 @@ class AxialAttention(PositionSensitiveAttention):
         to_lines = (0, 1, 3, 2, 4) if self.axis == WIDTH else (0, 2, 3, 1, 4)
         query, key, value = (ops.reshape(ops.transpose(t, to_lines), (-1, heads, length, t.shape[-1]))
                              for t in self.split_heads(qkv))
-        rows = relative_rows(length, self.max_span)
-        tables = {"query": self.query_table(rows) if self.query_position else None,
-                  "key": self.key_table(rows) if self.key_position else None}
+        # Table rows of every (query, key) pair, clamped beyond max_span - 1 as in deeplab2:
+        # [L, L, d] per table, shared by every line and head (the gather's gradient is small).
+        offsets = relative_offsets(length, self.max_span)  # [query j, key b] -> row
+        tables = {"query": self.query_table(offsets) if self.query_position else None,  # [j, b, d]
+                  "key": self.key_table(offsets.T) if self.key_position else None}  # [b, j, d]
 
         # The similarity BN (one scale and offset per head and term) is folded into the
         # operands: BN(q.k) = (s q).k + c, and likewise for the position terms, so no
         # [lines, heads, L, L] tensor is normalised term by term.  Its batch statistics come
-        # from q, k and the tables (`_similarity_statistics`) without the logits.
-        scales, offset = [1.0] * 3, 0.0
+        # from q, k and the tables (`_similarity_statistics`) without the logits.  The summed
+        # offset c is one number per head, the same for every key of a query, which the
+        # softmax cancels: it is left out of the logits (its gradient, and that of the BN's
+        # beta, is zero; the reference computes that zero as rounding noise).  `unused` keeps
+        # beta in the graph with that exact zero gradient, so that every weight has one.
+        scales, unused = [1.0] * 3, 0.0
         if self.use_batch_norm:
             scale, shift = self.norm_affine(self.similarity_norm, (heads,),
                                             lambda: self._similarity_statistics(query, key, tables), training)
             scales = [ops.reshape(scale[:, t], (1, heads, 1, 1)) for t in range(self.similarity_terms)]
-            offset = ops.reshape(ops.sum(shift, axis=1), (1, heads, 1, 1))
+            unused = 0.0 * ops.sum(shift)
         scales = iter(scales)
         similarity = ops.matmul(query * next(scales), ops.swapaxes(key, 2, 3))  # [lines, heads, j, b]
         if self.query_position:
-            # q_j . r^q_{b-j}: q_j against the 2L - 1 rows of every offset, then re-indexed.
-            by_offset = ops.matmul(query * next(scales), ops.transpose(tables["query"]))
-            similarity = similarity + relative_to_absolute(by_offset)
+            # q_j . r^q_{b-j}: for each query position j one (lines * heads, d) x (d, L) product
+            # with that position's table rows.
+            similarity = similarity + _by_position(query * next(scales), tables["query"], (1, 2, 0, 3))
         if self.key_position:
-            # k_b . r^k_{b-j}: the same with key and query swapped.  With the rows in reverse
-            # order, offset j - b of the reversed table is offset b - j of the table, so the
-            # re-indexing gives [key b, query j]; a transpose brings it to [j, b].
-            by_offset = ops.matmul(key * next(scales), ops.transpose(ops.flip(tables["key"], axis=0)))
-            similarity = similarity + ops.swapaxes(relative_to_absolute(by_offset), 2, 3)
-        similarity = similarity + offset
+            # k_b . r^k_{b-j}: the same per key position b, giving [b, ..., j]; transposed to [j, b].
+            similarity = similarity + _by_position(key * next(scales), tables["key"], (1, 2, 3, 0))
 
         if self.span is not None and self.span < 2 * length - 1:
             outside = np.abs(np.arange(length)[None, :] - np.arange(length)[:, None]) > self.span // 2
@@ -214,15 +216,18 @@ class AxialAttention(PositionSensitiveAttention):
 
         retrieved = [ops.matmul(weights, value)]  # [lines, heads, L, d_v]
         if self.value_position:
-            # sum_b a_jb r^v_{b-j}: the weights re-indexed by offset, times the 2L - 1 rows.
-            retrieved.append(ops.matmul(absolute_to_relative(weights), self.value_table(rows)))
+            # sum_b a_jb r^v_{b-j}: per query position j, (lines * heads, L) x (L, d_v).
+            by_query = ops.reshape(ops.transpose(weights, (2, 0, 1, 3)), (length, -1, length))
+            by_query = ops.matmul(by_query, self.value_table(offsets))  # [j, lines * heads, d_v]
+            retrieved.append(ops.transpose(ops.reshape(by_query, (length, -1, heads, self.value_depth_per_head)),
+                                           (1, 2, 0, 3)))
         if self.use_batch_norm:
             # One scale and offset per (value channel, term); statistics over every position,
             # the strided-away ones included, as in the reference.
             scale, shift = self.norm_affine(self.output_norm, (heads, 1, self.value_depth_per_head),
                                             lambda: self.group_statistics(retrieved, axes=(2,)), training)
             retrieved = [every(t, 2, self.strides) * scale[..., i] for i, t in enumerate(retrieved)]
-            retrieved.append(ops.sum(shift, axis=-1))
+            retrieved.append(ops.sum(shift, axis=-1) + unused)
         else:
             retrieved = [every(t, 2, self.strides) for t in retrieved]
         output = retrieved[0]
@@ -248,9 +253,9 @@ class AxialAttention(PositionSensitiveAttention):
         statistics = [(ops.sum(ops.sum(query, axis=2) * ops.sum(key, axis=2), axis=-1) / count,
                        ops.sum(_gram(query) * _gram(key), axis=(2, 3)) / count)]
         if self.query_position:
-            statistics.append(_position_statistics(query, tables["query"], by_key=False))
+            statistics.append(_position_statistics(query, tables["query"]))
         if self.key_position:
-            statistics.append(_position_statistics(key, tables["key"], by_key=True))
+            statistics.append(_position_statistics(key, tables["key"]))
         return statistics
 
     def count_madds(self, input_shape, local_keys: str = "window") -> dict[str, int]:
