@@ -20,6 +20,16 @@ query (the cost of a sliding-window implementation), see models/counting.py.
 Striding (Sec. 3.2, "Optional striding is performed on each axis after the
 corresponding axial-attention layer"): `strides=s` keeps every s-th output
 position along this layer's axis.
+
+Computation (the function of models/layers/reference_attention.py, arranged for speed):
+lines-and-heads-major tensors [lines, heads, L, d], so q.k and a.v are plain batched
+matmuls; the qkv projection one 2-D matmul; each position term one batched matmul per
+position over the [L, L, d] table rows gathered once per call (q_j against the rows of
+j's offsets); the similarity BN folded into q and k (its statistics come from q, k and the
+tables through d x d Gram matrices, not from the [L, L] logits, and its offset is dropped
+because the softmax cancels it), so each [lines, heads, L, L] pass is one that the
+attention itself needs.  The BN layers keep their variables, moving-average updates and
+cross-replica synchronisation (PositionSensitiveAttention.norm_affine).
 """
 
 from __future__ import annotations

@@ -56,6 +56,10 @@ class _Blocking:
         self.query_inside = (starts + np.arange(self.size)[None, :] < length).astype("float32")
         key_position = starts + np.arange(self.halo)[None, :] - window // 2
         self.key_inside = ((key_position >= 0) & (key_position < length)).astype("float32")
+        # [block, i, r]: keys a query attends to, inside the image; a padding query (dropped
+        # at the end) keeps its whole window, so that no softmax row is all masked (with
+        # float16's -inf for MASKED that would be NaN, and NaN * 0 in the gradients).
+        self.key_attended = np.maximum(self.key_inside[:, None, :], 1 - self.query_inside[:, :, None])
         # [block, r]: how many of the block's (inside) queries have halo position r in their window.
         self.window_count = self.query_inside @ self.in_window
 
@@ -128,10 +132,13 @@ class _Grid:
         self.window = np.einsum("qr,qc->qrc", self.row_window, self.col_window).reshape(self.queries, self.keys)
         # [block, Q]: queries inside the image.
         self.query_inside = rows.query_inside[block_row][:, query_row] * cols.query_inside[block_col][:, query_col]
-        # [block, Q, r] and [block, Q, c]: MASKED where the window leaves the image (or the key
-        # is outside the window); their sum over (r, c) is the reference's mask.
-        self.row_mask = MASKED * (1 - self.row_window[None] * rows.key_inside[block_row][:, None, :])
-        self.col_mask = MASKED * (1 - self.col_window[None] * cols.key_inside[block_col][:, None, :])
+        # [block, Q, r] and [block, Q, c]: MASKED on halo rows (columns) outside the query's
+        # window or the image; row_mask[r] + col_mask[c] is 0 exactly on the keys the
+        # reference attends to, MASKED or 2 MASKED elsewhere.
+        row_attended = rows.key_attended[block_row][:, query_row, :]
+        col_attended = cols.key_attended[block_col][:, query_col, :]
+        self.row_mask = MASKED * (1 - self.row_window[None] * row_attended)
+        self.col_mask = MASKED * (1 - self.col_window[None] * col_attended)
         # [block, r*c, i] = win(i, r) in(block, i), and [block, r*c, j] likewise: the weights of
         # the key-position halves; [block, r*c]: how many inside queries see halo row r (column c).
         row_weights = (rows.in_window.T[None] * rows.query_inside[:, None, :])[block_row]  # [block, r, i]
@@ -140,8 +147,8 @@ class _Grid:
         self.key_col_weights = np.tile(col_weights, (1, rows.halo, 1))
         self.row_counts = np.repeat(rows.window_count[block_row], cols.halo, axis=1)
         self.col_counts = np.tile(cols.window_count[block_col], (1, rows.halo))
-        self.attended = (self.window[None] * np.einsum("br,bc->brc", rows.key_inside[block_row],
-                                                       cols.key_inside[block_col]).reshape(self.blocks, 1, -1)) > 0
+        self.attended = np.einsum("bqr,bqc->bqrc", self.row_window[None] * row_attended,
+                                  self.col_window[None] * col_attended).reshape(self.blocks, self.queries, -1) > 0
 
 
 def _constant(x, like):
