@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
-from tests.attention_equality import CASES, JAX_CASES, compare
+from tests.attention_equality import CASES, JAX_CASES, compare, mixed_precision_error
 
 # The reformulation is exact: float64 leaves rounding only (about 1e-13 measured).
 FLOAT64_RTOL = 1e-11
@@ -27,15 +28,39 @@ FLOAT32_RTOL = 2e-4
 FLOAT64_RTOL_JAX = FLOAT32_RTOL
 
 
-def _check(name, errors, float64_rtol=FLOAT64_RTOL):
+def _float64_available() -> bool:
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+needs_float64 = pytest.mark.skipif(not _float64_available(), reason="float64 needs JAX_ENABLE_X64=1 under JAX "
+                                   "(test_fast_layer_equals_reference_under_jax sets it in its own process)")
+
+
+def _check(name, errors, float64_rtol=None):
+    if float64_rtol is None:
+        float64_rtol = FLOAT64_RTOL_JAX if keras.backend.backend() == "jax" else FLOAT64_RTOL
     assert errors["float64"][1] < float64_rtol, (name, errors)
     assert errors["fast32"][1] < FLOAT32_RTOL, (name, errors)
     assert errors["reference32"][1] < FLOAT32_RTOL, (name, errors)
 
 
+@needs_float64
 @pytest.mark.parametrize("name", list(CASES))
 def test_fast_layer_equals_reference(name):
     _check(name, compare(name))
+
+
+@needs_float64
+@pytest.mark.parametrize("name", ["axial-span3-width-stride2-odd", "local-7-ps-bn-small-image"])
+@pytest.mark.parametrize("policy,rtol", [("mixed_float16", 0.1), ("mixed_bfloat16", 0.5)])
+def test_mixed_precision_stays_near_float64(name, policy, rtol):
+    # Half precision leaves 1e-2 (float16) to 1e-1 (bfloat16) of rounding after BN; the bounds
+    # catch a broken formulation (today's float16 projection is 1.6 off, relative) not rounding.
+    assert mixed_precision_error(name, policy)[1] < rtol
 
 
 def test_fast_layer_equals_reference_under_jax():

@@ -116,8 +116,7 @@ class PositionSensitiveAttention(keras.layers.Layer):
         frozen, and its arithmetic: scale = gamma / sqrt(var + eps), offset = beta - mean * scale.
         Knowing scale and offset, the caller can fold them into smaller tensors than x_t.
         """
-        # BatchNormalization computes in at least float32 (mixed precision) and casts back.
-        dtype = keras.backend.result_type(self.compute_dtype, "float32")
+        dtype = self.statistics_dtype
         if training and norm.trainable:
             means, squares = zip(*statistics())
             per_group = [ops.reshape(ops.cast(ops.stack(t, axis=-1), dtype), (-1, norm.moving_mean.shape[0]))
@@ -143,10 +142,16 @@ class PositionSensitiveAttention(keras.layers.Layer):
         return (ops.cast(ops.reshape(scale, shape), self.compute_dtype),
                 ops.cast(ops.reshape(offset, shape), self.compute_dtype))
 
-    @staticmethod
-    def group_statistics(terms, axes):
+    @property
+    def statistics_dtype(self) -> str:
+        """BatchNormalization computes in at least float32 (under mixed precision too): so do
+        the BN statistics here (a float16 sum of squares overflows)."""
+        return keras.backend.result_type(self.compute_dtype, "float32")
+
+    def group_statistics(self, terms, axes):
         """For norm_affine: the mean of each term and of its square over `axes`, with `axes` the
         trailing reduction axes of every group (the leading ones, kept, number the groups)."""
+        terms = [ops.cast(t, self.statistics_dtype) for t in terms]
         return [(ops.mean(t, axis=axes), ops.mean(ops.square(t), axis=axes)) for t in terms]
 
     def attention_madds(self, queries: int, keys: int, channels: int) -> dict[str, int]:

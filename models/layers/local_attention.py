@@ -167,7 +167,7 @@ class _LocalTerms:
 
     def __init__(self, layer, query, key, grid: _Grid):
         rows, cols = grid.rows, grid.cols
-        self.grid, self.heads = grid, layer.num_heads
+        self.grid, self.heads, self.dtype = grid, layer.num_heads, layer.statistics_dtype
         lead = (grid.blocks, -1, self.heads)
         self.content = ops.matmul(query, ops.swapaxes(key, 3, 4))
         self.by_row = self.by_col = self.key_row = self.key_col = None
@@ -189,20 +189,22 @@ class _LocalTerms:
         """Per image and head, the mean over the normalised pairs of each term and of its square."""
         grid = self.grid
         count = grid.rows.length * grid.cols.length * grid.rows.window * grid.cols.window
+        content, by_row, by_col, key_row, key_col = (
+            None if t is None else ops.cast(t, self.dtype)
+            for t in (self.content, self.by_row, self.by_col, self.key_row, self.key_col))
 
         def total(per_query):  # (blocks, batch, heads, Q) -> (batch, heads), inside queries only
             return ops.sum(per_query * _constant(grid.query_inside[:, None, None, :], per_query), axis=(0, 3)) / count
 
         # q.k: weighted sums over (Q, r*c) as one matmul per block with the 0/1 weights.
-        pairs = _constant((grid.query_inside[:, :, None] * grid.window[None]).reshape(grid.blocks, -1, 1),
-                          self.content)
-        flat = ops.reshape(self.content, (grid.blocks, -1, grid.queries * grid.keys))
+        pairs = _constant((grid.query_inside[:, :, None] * grid.window[None]).reshape(grid.blocks, -1, 1), content)
+        flat = ops.reshape(content, (grid.blocks, -1, grid.queries * grid.keys))
         statistics = [tuple(ops.reshape(ops.sum(ops.matmul(t, pairs), axis=0), (-1, self.heads)) / count
                             for t in (flat, ops.square(flat)))]
-        if self.by_row is not None:
+        if by_row is not None:
             # x = a_r + c_c over the m x m window: sum x = m sum_r a + m sum_c c and
             # sum x^2 = m sum a^2 + m sum c^2 + 2 (sum a)(sum c).
-            a, c = self.by_row, self.by_col
+            a, c = by_row, by_col
             row_window, col_window = _constant(grid.row_window, a), _constant(grid.col_window, c)
             sum_a, sum_c = ops.sum(a * row_window, axis=-1), ops.sum(c * col_window, axis=-1)
             square_a = ops.sum(ops.square(a) * row_window, axis=-1)
@@ -210,15 +212,15 @@ class _LocalTerms:
             m_r, m_c = grid.rows.window, grid.cols.window
             statistics.append((total(m_c * sum_a + m_r * sum_c),
                                total(m_c * square_a + m_r * square_c + 2.0 * sum_a * sum_c)))
-        if self.key_row is not None:
+        if key_row is not None:
             # x = R_rc[i] + C_rc[j] with weights win(i, r) in(i) win(j, c) in(j): with
             # R'_rc = sum_i weights R_rc[i], C' likewise, and u the window counts,
             # sum x = sum_rc R' u_c + C' u_r; sum x^2 = sum_rc (R^2)' u_c + (C^2)' u_r + 2 R' C'.
-            r_weights = _constant(grid.key_row_weights[:, None, None], self.key_row)
-            c_weights = _constant(grid.key_col_weights[:, None, None], self.key_col)
-            row_sum, col_sum = ops.sum(self.key_row * r_weights, axis=-1), ops.sum(self.key_col * c_weights, axis=-1)
-            row_square = ops.sum(ops.square(self.key_row) * r_weights, axis=-1)
-            col_square = ops.sum(ops.square(self.key_col) * c_weights, axis=-1)
+            r_weights = _constant(grid.key_row_weights[:, None, None], key_row)
+            c_weights = _constant(grid.key_col_weights[:, None, None], key_col)
+            row_sum, col_sum = ops.sum(key_row * r_weights, axis=-1), ops.sum(key_col * c_weights, axis=-1)
+            row_square = ops.sum(ops.square(key_row) * r_weights, axis=-1)
+            col_square = ops.sum(ops.square(key_col) * c_weights, axis=-1)
             u_c = _constant(grid.col_counts[:, None, None], row_sum)
             u_r = _constant(grid.row_counts[:, None, None], col_sum)
             mean = ops.sum(row_sum * u_c + col_sum * u_r, axis=(0, 3)) / count
