@@ -68,7 +68,10 @@ def test_mirrored_and_multi_worker_strategies_match_one_device():
     assert result["default_replicas"] == 1 and result["mirrored_replicas"] == 2
     # Each replica gets its own half of the batch, not a copy of the whole of it.
     assert result["mirrored_shards"] == [[1, 33, 33, 3], [1, 33, 33, 3]]
-    np.testing.assert_allclose(result["mirrored"], result["default"], rtol=1e-4, atol=1e-5)
+    # Three RAdam steps amplify float32 summation-order differences of the cross-replica sums
+    # (7e-5 relative at step 3 with the first attention formulation, 1.0e-4 with issue #11's);
+    # unsynchronised BN would be 25 % off at step 1.
+    np.testing.assert_allclose(result["mirrored"], result["default"], rtol=1e-3, atol=1e-5)
     # The multi-worker strategy's code path, as one local worker: the single-device numbers.
     assert result["multi-worker_replicas"] == 1
     np.testing.assert_allclose(result["multi-worker"], result["default"], rtol=1e-6)
