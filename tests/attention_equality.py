@@ -148,14 +148,17 @@ def _error(got: dict, want: dict) -> tuple[float, float]:
     return abs_err, rel_err
 
 
-def compare(name: str) -> dict:
-    """Errors of one case: fast vs reference in float64, each vs float64 in float32."""
+def compare(name: str, reference32: bool = True) -> dict:
+    """Errors of one case: fast vs reference in float64, each (the reference's optional) vs
+    float64 in float32."""
     fast64, weights = _run(name, "float64", reference=False)
     ref64, _ = _run(name, "float64", reference=True, weights=weights)
     fast32, _ = _run(name, "float32", reference=False, weights=weights)
-    ref32, _ = _run(name, "float32", reference=True, weights=weights)
-    return {"float64": _error(fast64, ref64), "fast32": _error(fast32, fast64),
-            "reference32": _error(ref32, fast64)}
+    errors = {"float64": _error(fast64, ref64), "fast32": _error(fast32, fast64)}
+    if reference32:
+        ref32, _ = _run(name, "float32", reference=True, weights=weights)
+        errors["reference32"] = _error(ref32, fast64)
+    return errors
 
 
 def mixed_precision_error(name: str, policy: str) -> tuple[float, float]:
@@ -170,4 +173,7 @@ def mixed_precision_error(name: str, policy: str) -> tuple[float, float]:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(CASES)
-    json.dump({"backend": keras.backend.backend(), **{name: compare(name) for name in names}}, sys.stdout)
+    # Under JAX (this script's use), every function is compiled first: the reference's float32
+    # run, which says nothing about the fast layer, is left out.
+    json.dump({"backend": keras.backend.backend(), **{name: compare(name, reference32=False) for name in names}},
+              sys.stdout)

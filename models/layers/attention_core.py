@@ -17,6 +17,13 @@ from keras import ops
 from models.layers.position import slice_axis
 
 
+def cast(x, dtype):
+    """ops.cast, without an op when x has that dtype already (ops cost tracing time)."""
+    if keras.backend.standardize_dtype(x.dtype) == keras.backend.standardize_dtype(dtype):
+        return x
+    return ops.cast(x, dtype)
+
+
 class PositionSensitiveAttention(keras.layers.Layer):
     """Base of AxialAttention and LocalSelfAttention2D: projection, term fusion, counting.
 
@@ -119,28 +126,28 @@ class PositionSensitiveAttention(keras.layers.Layer):
         dtype = self.statistics_dtype
         if training and norm.trainable:
             means, squares = zip(*statistics())
-            per_group = [ops.reshape(ops.cast(ops.stack(t, axis=-1), dtype), (-1, norm.moving_mean.shape[0]))
+            per_group = [ops.reshape(cast(ops.stack(t, axis=-1), dtype), (-1, norm.moving_mean.shape[0]))
                          for t in (means, squares)]
             moments, _ = ops.moments(ops.concatenate(per_group, axis=-1), axes=(0,),
                                      synchronized=norm.synchronized)
             mean, square = ops.split(moments, 2)
             variance = ops.maximum(square - ops.square(mean), 0.0)
             norm.moving_mean.assign(
-                ops.cast(norm.moving_mean, dtype) * norm.momentum + mean * (1.0 - norm.momentum))
+                cast(norm.moving_mean, dtype) * norm.momentum + mean * (1.0 - norm.momentum))
             norm.moving_variance.assign(
-                ops.cast(norm.moving_variance, dtype) * norm.momentum + variance * (1.0 - norm.momentum))
+                cast(norm.moving_variance, dtype) * norm.momentum + variance * (1.0 - norm.momentum))
         else:
-            mean = ops.cast(norm.moving_mean, dtype)
-            variance = ops.cast(norm.moving_variance, dtype)
+            mean = cast(norm.moving_mean, dtype)
+            variance = cast(norm.moving_variance, dtype)
         scale = ops.rsqrt(variance + norm.epsilon)
         if norm.scale:
-            scale = scale * ops.cast(norm.gamma, dtype)
+            scale = scale * cast(norm.gamma, dtype)
         offset = -mean * scale
         if norm.center:
-            offset = offset + ops.cast(norm.beta, dtype)
+            offset = offset + cast(norm.beta, dtype)
         shape = tuple(channel_shape) + (-1,)
-        return (ops.cast(ops.reshape(scale, shape), self.compute_dtype),
-                ops.cast(ops.reshape(offset, shape), self.compute_dtype))
+        return (cast(ops.reshape(scale, shape), self.compute_dtype),
+                cast(ops.reshape(offset, shape), self.compute_dtype))
 
     @property
     def statistics_dtype(self) -> str:
@@ -151,7 +158,7 @@ class PositionSensitiveAttention(keras.layers.Layer):
     def group_statistics(self, terms, axes):
         """For norm_affine: the mean of each term and of its square over `axes`, with `axes` the
         trailing reduction axes of every group (the leading ones, kept, number the groups)."""
-        terms = [ops.cast(t, self.statistics_dtype) for t in terms]
+        terms = [cast(t, self.statistics_dtype) for t in terms]
         return [(ops.mean(t, axis=axes), ops.mean(ops.square(t), axis=axes)) for t in terms]
 
     def attention_madds(self, queries: int, keys: int, channels: int) -> dict[str, int]:

@@ -38,7 +38,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from models.layers.attention_core import PositionSensitiveAttention
+from models.layers.attention_core import PositionSensitiveAttention, cast
 from models.layers.position import MAX_SPAN, RelativePositionTable, relative_offsets, slice_axis
 
 HEIGHT, WIDTH = "height", "width"
@@ -259,8 +259,8 @@ class AxialAttention(PositionSensitiveAttention):
         q.k: sum_jb q_j.k_b = (sum_j q_j).(sum_b k_b); sum_jb (q_j.k_b)^2 = <Q'Q, K'K> with
         the d x d Gram matrices Q'Q, K'K.  The position terms: `_position_statistics`.
         """
-        query, key = (ops.cast(t, self.statistics_dtype) for t in (query, key))
-        tables = {name: None if t is None else ops.cast(t, self.statistics_dtype) for name, t in tables.items()}
+        query, key = (cast(t, self.statistics_dtype) for t in (query, key))
+        tables = {name: None if t is None else cast(t, self.statistics_dtype) for name, t in tables.items()}
         count = query.shape[2] ** 2
         statistics = [(ops.sum(ops.sum(query, axis=2) * ops.sum(key, axis=2), axis=-1) / count,
                        ops.sum(_gram(query) * _gram(key), axis=(2, 3)) / count)]

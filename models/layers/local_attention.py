@@ -28,7 +28,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from models.layers.attention_core import PositionSensitiveAttention
+from models.layers.attention_core import PositionSensitiveAttention, cast
 from models.layers.position import RelativePositionTable, slice_axis
 
 MASKED = -1e9  # the logit of a key outside the window or the image, as in the reference
@@ -152,7 +152,7 @@ class _Grid:
 
 
 def _constant(x, like):
-    return ops.cast(x, like.dtype)
+    return ops.convert_to_tensor(x, dtype=like.dtype)
 
 
 class _LocalTerms:
@@ -190,7 +190,7 @@ class _LocalTerms:
         grid = self.grid
         count = grid.rows.length * grid.cols.length * grid.rows.window * grid.cols.window
         content, by_row, by_col, key_row, key_col = (
-            None if t is None else ops.cast(t, self.dtype)
+            None if t is None else cast(t, self.dtype)
             for t in (self.content, self.by_row, self.by_col, self.key_row, self.key_col))
 
         def total(per_query):  # (blocks, batch, heads, Q) -> (batch, heads), inside queries only
