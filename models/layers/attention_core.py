@@ -15,6 +15,14 @@ import keras
 from keras import ops
 
 from models.layers import batch_norm
+from models.layers.position import slice_axis
+
+
+def cast(x, dtype):
+    """ops.cast, without an op when x has that dtype already (ops cost tracing time)."""
+    if keras.backend.standardize_dtype(x.dtype) == keras.backend.standardize_dtype(dtype):
+        return x
+    return ops.cast(x, dtype)
 
 
 class PositionSensitiveAttention(keras.layers.Layer):
@@ -68,52 +76,90 @@ class PositionSensitiveAttention(keras.layers.Layer):
             initializer=keras.initializers.TruncatedNormal(stddev=channels**-0.5),
         )
         if self.use_batch_norm:
-            # Built for 2-D input: `_norm` applies each to a 2-D view of any-rank tensors.
+            # Built for the 2-D (pixels, channels) views the subclasses normalise.
             sync = batch_norm.synchronized()
-            self.qkv_norm = keras.layers.BatchNormalization(synchronized=sync, name="qkv_norm")
+            self.qkv_norm = keras.layers.BatchNormalization(synchronized=sync, name="qkv_norm",
+                                                            dtype=self.dtype_policy)
             self.qkv_norm.build((None, qkv_depth))
-            self.similarity_norm = keras.layers.BatchNormalization(synchronized=sync, name="similarity_norm")
+            self.similarity_norm = keras.layers.BatchNormalization(synchronized=sync, name="similarity_norm",
+                                                                   dtype=self.dtype_policy)
             self.similarity_norm.build((None, self.num_heads * self.similarity_terms))
-            self.output_norm = keras.layers.BatchNormalization(synchronized=sync, name="output_norm")
+            self.output_norm = keras.layers.BatchNormalization(synchronized=sync, name="output_norm",
+                                                               dtype=self.dtype_policy)
             self.output_norm.build((None, self.value_depth * self.retrieved_terms))
 
-    @staticmethod
-    def _norm(norm, x, training):
-        """BN of the last axis over all other axes, for a tensor of any rank."""
-        shape = ops.shape(x)
-        return ops.reshape(norm(ops.reshape(x, (-1, x.shape[-1])), training=training), shape)
-
     def project(self, x, training=None):
-        """(queries, keys, values), each (..., heads, depth per head)."""
-        qkv = ops.einsum("...c,cd->...d", x, self.qkv_kernel)
+        """The 1x1 qkv projection (and its BN) of x (..., channels), as a 2-D (pixels, 2 d_k + d_v).
+
+        One reshape and one matmul: the same product as an einsum over "...c,cd->...d",
+        whose gradient is an order of magnitude slower on TensorFlow's CPU path.  The
+        result is already the 2-D view the qkv BN was built for.
+        """
+        qkv = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), self.qkv_kernel)
         if self.use_batch_norm:
-            qkv = self._norm(self.qkv_norm, qkv, training)
-        lead = tuple(ops.shape(qkv)[:-1])
-        query = ops.reshape(qkv[..., : self.key_depth], lead + (self.num_heads, self.key_depth_per_head))
-        key = ops.reshape(qkv[..., self.key_depth : 2 * self.key_depth],
-                          lead + (self.num_heads, self.key_depth_per_head))
-        value = ops.reshape(qkv[..., 2 * self.key_depth :], lead + (self.num_heads, self.value_depth_per_head))
-        return query, key, value
+            qkv = self.qkv_norm(qkv, training=training)
+        return qkv
 
-    def _normalise_and_sum(self, terms, norm, training):
-        """Stack terms on a new last axis, BN each (term, last-axis entry) separately, sum."""
-        stacked = ops.stack(terms, axis=-1)
-        if self.use_batch_norm:
-            # One scale and offset per (entry, term): merge the last two axes for BN.
-            shape = ops.shape(stacked)
-            merged = ops.reshape(stacked, tuple(shape[:-2]) + (stacked.shape[-2] * stacked.shape[-1],))
-            stacked = ops.reshape(self._norm(norm, merged, training), shape)
-        return ops.sum(stacked, axis=-1)
+    def split_heads(self, qkv):
+        """(queries, keys, values) of a (..., 2 d_k + d_v) tensor, each (..., heads, depth per head)."""
+        lead = (-1,) + tuple(qkv.shape[1:-1])
+        k, h = self.key_depth, self.num_heads
+        return (ops.reshape(slice_axis(qkv, -1, 0, k), lead + (h, self.key_depth_per_head)),
+                ops.reshape(slice_axis(qkv, -1, k, k), lead + (h, self.key_depth_per_head)),
+                ops.reshape(slice_axis(qkv, -1, 2 * k, self.value_depth), lead + (h, self.value_depth_per_head)))
 
-    def fuse_similarity(self, terms, training=None):
-        """Sum of the similarity terms, each (..., heads), normalised per (head, term)."""
-        return self._normalise_and_sum(terms, getattr(self, "similarity_norm", None), training)
+    def norm_affine(self, norm, channel_shape, statistics, training=None):
+        """Per-term BN as (scale, offset), each channel_shape + (terms,): BN(x_t) = x_t * scale_t + offset_t.
 
-    def fuse_retrieved(self, terms, training=None):
-        """Sum of the retrieved terms, each (..., heads, d_v), normalised per (channel, term)."""
-        lead = tuple(ops.shape(terms[0])[:-2])
-        flat = [ops.reshape(t, lead + (self.value_depth,)) for t in terms]
-        return self._normalise_and_sum(flat, getattr(self, "output_norm", None), training)
+        The reference formulation stacks the terms on a last axis, merges (channel, term) into
+        the channels `norm` was built for (channel-major, term-minor) and calls `norm` on a 2-D
+        view: copies of every term.  Here the caller supplies the batch statistics instead:
+        `statistics()` returns, per term, the mean of x_t and of x_t^2 over each of some equal
+        groups of the normalised positions, (groups, *channel_shape) each (it is called in
+        training mode only).  From them come `norm`'s own batch moments: the mean over groups
+        by `ops.moments`, synchronized across replicas when `norm` is (as in its own call), and
+        the variance E[x^2] - E[x]^2 (biased, as in its synchronized call), then its
+        moving-average update (momentum), its moving statistics in inference mode or when
+        frozen, and its arithmetic: scale = gamma / sqrt(var + eps), offset = beta - mean * scale.
+        Knowing scale and offset, the caller can fold them into smaller tensors than x_t.
+        """
+        dtype = self.statistics_dtype
+        if training and norm.trainable:
+            means, squares = zip(*statistics())
+            per_group = [ops.reshape(cast(ops.stack(t, axis=-1), dtype), (-1, norm.moving_mean.shape[0]))
+                         for t in (means, squares)]
+            moments, _ = ops.moments(ops.concatenate(per_group, axis=-1), axes=(0,),
+                                     synchronized=norm.synchronized)
+            mean, square = ops.split(moments, 2)
+            variance = ops.maximum(square - ops.square(mean), 0.0)
+            norm.moving_mean.assign(
+                cast(norm.moving_mean, dtype) * norm.momentum + mean * (1.0 - norm.momentum))
+            norm.moving_variance.assign(
+                cast(norm.moving_variance, dtype) * norm.momentum + variance * (1.0 - norm.momentum))
+        else:
+            mean = cast(norm.moving_mean, dtype)
+            variance = cast(norm.moving_variance, dtype)
+        scale = ops.rsqrt(variance + norm.epsilon)
+        if norm.scale:
+            scale = scale * cast(norm.gamma, dtype)
+        offset = -mean * scale
+        if norm.center:
+            offset = offset + cast(norm.beta, dtype)
+        shape = tuple(channel_shape) + (-1,)
+        return (cast(ops.reshape(scale, shape), self.compute_dtype),
+                cast(ops.reshape(offset, shape), self.compute_dtype))
+
+    @property
+    def statistics_dtype(self) -> str:
+        """BatchNormalization computes in at least float32 (under mixed precision too): so do
+        the BN statistics here (a float16 sum of squares overflows)."""
+        return keras.backend.result_type(self.compute_dtype, "float32")
+
+    def group_statistics(self, terms, axes):
+        """For norm_affine: the mean of each term and of its square over `axes`, with `axes` the
+        trailing reduction axes of every group (the leading ones, kept, number the groups)."""
+        terms = [cast(t, self.statistics_dtype) for t in terms]
+        return [(ops.mean(t, axis=axes), ops.mean(ops.square(t), axis=axes)) for t in terms]
 
     def attention_madds(self, queries: int, keys: int, channels: int) -> dict[str, int]:
         """Multiply-accumulates: projection, then per query and key each similarity term

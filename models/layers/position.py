@@ -33,6 +33,18 @@ def relative_offsets(length: int, max_span: int) -> np.ndarray:
     return np.clip(offsets, 0, 2 * max_span - 2).astype("int32")
 
 
+def slice_axis(x, axis: int, start: int, size: int):
+    """x[..., start : start + size, ...] along `axis`, as one Slice op.
+
+    Python indexing gives a strided slice, whose gradient on TensorFlow's CPU path is several
+    times slower than that of a Slice (a Pad); the attention layers slice large tensors.
+    """
+    rank = len(x.shape)
+    begin, shape = [0] * rank, [-1] * rank
+    begin[axis % rank], shape[axis % rank] = start, size
+    return ops.slice(x, begin, shape)
+
+
 @keras.saving.register_keras_serializable(package="axial_deeplab")
 class RelativePositionTable(keras.layers.Layer):
     """A (rows, depth) table of learned relative position vectors, looked up by row index."""
