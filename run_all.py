@@ -30,6 +30,9 @@ from training.recipe import PRECISIONS, STRATEGIES
 
 FIDELITIES = ("count", "proxy", "full")
 DEFAULT_SEEDS = (0, 1, 2)  # training.experiments.PROXY_SEEDS, without importing it
+# reproductions.proxies.SCALES (names and default seeds), without importing it.
+PROXY_SCALES = ("small", "large")
+LARGE_SCALE_SEEDS = (0, 1, 2, 3, 4)
 # One reproduction module per paper table.
 TABLES = {n: f"reproductions.table{n}" for n in range(1, 10)}
 # Figures: (module, tables whose results it plots).
@@ -40,7 +43,7 @@ FIGURES = {
     "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
 # Flags that only mean something when training; at count fidelity they are refused, not ignored.
-TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test")
+TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale")
 
 
 class UsageError(Exception):
@@ -105,7 +108,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="full fidelity: folder holding imagenet/, coco/, cityscapes/, "
                                            "mapillary/ (see README, 'Full fidelity')")
     parser.add_argument("--seeds", default=None, metavar="S[,S...]",
-                        help="training seeds (default 0,1,2; proxy needs at least 3)")
+                        help="training seeds (default 0,1,2, or 0-4 at --proxy-scale large; proxy needs at "
+                             "least 3)")
+    parser.add_argument("--proxy-scale", choices=PROXY_SCALES, default=None,
+                        help="proxy size: small (default; about 45 min per table on 2 CPU cores) or large "
+                             "(4x the steps, scenes and validation images, 5 seeds: for a GPU machine, e.g. "
+                             "with --backend jax); see reproductions/proxies.py")
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="tf.distribute strategy for training (default: one device; multi-worker "
                              "reads TF_CONFIG)")
@@ -158,7 +166,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                              "cityscapes/, mapillary/; see README)")
         if args.fidelity == "proxy" and args.data_dir:
             raise UsageError("--data-dir applies to --fidelity full; the proxy data are built in")
+        if args.fidelity == "full" and args.proxy_scale:
+            raise UsageError("--proxy-scale applies to --fidelity proxy; full runs the paper's recipes")
+    args.proxy_scale = args.proxy_scale or "small"
     args.seed_list = parse_seeds(args.seeds)
+    if args.seeds is None and args.proxy_scale == "large":
+        args.seed_list = LARGE_SCALE_SEEDS
     args.strategy = args.strategy or "default"
     args.precision = args.precision or "auto"
     return args
@@ -175,7 +188,7 @@ def run_trained(args) -> int:
         trained.experiments_of(spec, args.fidelity)  # fail before any training if one is undeclared
     for spec in specs:
         df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
-                                       args.strategy, args.precision, args.smoke_test)
+                                       args.strategy, args.precision, args.smoke_test, args.proxy_scale)
         if args.smoke_test:
             print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
                   "nothing written):")

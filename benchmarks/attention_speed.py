@@ -280,6 +280,9 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        from runtime import backend
+
+        backend.choose()  # KERAS_BACKEND from the parent; keeps the libraries' start-up notices off the terminal
         result = matmul_worker() if args.worker == "matmul" else worker(args.worker, args)
         print(json.dumps(result))
         return 0

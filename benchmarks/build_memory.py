@@ -13,7 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_GIB = 8.0
 CHILD = """
-import resource, sys, keras
+import resource, sys
+from runtime import backend
+backend.choose()
+import keras
 from models import counting, presets
 preset = presets.get(sys.argv[1])
 if sys.argv[2] == "count":

@@ -3,13 +3,15 @@
     .venv/bin/python benchmarks/count_speed.py
 """
 
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runtime import backend  # noqa: E402
+
+backend.choose()  # KERAS_BACKEND or tensorflow; the libraries' start-up notices kept off the terminal
 
 import keras  # noqa: E402
 

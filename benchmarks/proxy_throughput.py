@@ -64,8 +64,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model (after 2 untimed)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=65, help="square crop side, 16k + 1")
+    parser.add_argument("--presets", nargs="+", metavar="PRESET",
+                        help="other presets to time beside ResNet-50 DeepLab (default: Axial-DeepLab-S)")
     backend.add_argument(parser)
     args = parser.parse_args(argv)
+    models = ({"ResNet-50 DeepLab": MODELS["ResNet-50 DeepLab"], **{p: p for p in args.presets}}
+              if args.presets else MODELS)
     data = experiments.Data("panoptic-proxy", train=16, val=4, render_size=(129, 129))
     recipe = Recipe(steps=WARMUP + args.steps, batch_size=args.batch, crop_size=(args.crop, args.crop),
                     checkpoint_every=10**9)
@@ -75,11 +79,11 @@ def main(argv=None) -> int:
     print(f"proxy rule: widths x{experiments.PROXY_WIDTH}; {data.describe()}; crop {args.crop}x{args.crop}, "
           f"batch {args.batch}, {args.steps} timed steps, {os.cpu_count()} CPU cores, "
           f"{__import__('keras').backend.backend()} backend")
-    results = {name: throughput(preset, data, recipe, batches) for name, preset in MODELS.items()}
+    results = {name: throughput(preset, data, recipe, batches) for name, preset in models.items()}
     base = results["ResNet-50 DeepLab"][0]
-    print(f"{'model':20s} {'params':>10s} {'images/s':>9s} {'x ResNet-50':>11s}")
+    print(f"{'model':34s} {'params':>10s} {'images/s':>9s} {'x ResNet-50':>11s}")
     for name, (speed, params) in results.items():
-        print(f"{name:20s} {params:10,d} {speed:9.2f} {speed / base:11.2f}")
+        print(f"{name:34s} {params:10,d} {speed:9.2f} {speed / base:11.2f}")
     return 0
 
 

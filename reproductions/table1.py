@@ -1,7 +1,8 @@
 """Tab. 1: ImageNet validation results (BN / PS / Full ablation), paper Sec. 4.1.
 
 Fidelity: count (Params, M-Adds at 224 x 224); proxy (Top-1 on the Fashion-MNIST
-          classification proxy, training/experiments.py, compared as trends); full (Top-1 on
+          classification proxy at 64 px, reproductions/proxies.py; claims decided in
+          reproductions/claims.py); full (Top-1 on
           ImageNet under --data-dir, the paper's recipe).
 Commands: python run_all.py --tables 1 --fidelity count [--check]
           python run_all.py --tables 1 --fidelity proxy
@@ -12,7 +13,8 @@ Checks:   Params round to the printed value; M-Adds within 2 % (runner.MADDS_TOL
 """
 
 from reproductions.runner import Row, TableSpec
-from training.experiments import classification_proxy, imagenet_full
+from reproductions import proxies
+from training.experiments import imagenet_full
 
 OTHER_PAPER = (
     "reported only: {model} is another paper's model ({ref}); its definition is not in the "
@@ -38,7 +40,7 @@ SPEC = TableSpec(
     rows=ROWS,
     not_measured_note="Top-1: measured at the proxy fidelity (tables/table1.proxy.md) and the full "
                       "fidelity (--data-dir), not by counting",
-    proxy=tuple((r.row, classification_proxy(r.preset)) for r in ROWS if r.preset),
+    proxy=tuple((r.row, proxies.classification(r.preset)) for r in ROWS if r.preset),
     full=tuple((r.row, imagenet_full(r.preset)) for r in ROWS if r.preset),
 )
 

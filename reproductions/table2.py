@@ -1,10 +1,15 @@
 """Tab. 2: COCO val set, bottom-up methods (paper Sec. 4.2).
 
 Fidelity: count (Params, M-Adds at 1025 x 1025; MS rows over every scale and flip run).
-PQ needs proxy/full.  Command: python run_all.py --tables 2 --fidelity count [--check]
+Proxy: Axial-DeepLab-S/M/L and Panoptic-DeepLab (X-71) on the panoptic proxy
+(reproductions/proxies.py); L and X-71 also at 0.5-4x the training resolution (the scale stress
+test of Figs. 4/10, cells PQ@<ratio>).
+Commands: python run_all.py --tables 2 --fidelity count [--check]
+          python run_all.py --tables 2 --fidelity proxy
 Time: about 1 min on 2 CPU cores without cache.  Checks: Params round, M-Adds within 2 %.
 """
 
+from reproductions import proxies
 from reproductions.runner import Row, TableSpec, other_method
 
 SPEC = TableSpec(
@@ -19,6 +24,13 @@ SPEC = TableSpec(
         Row("axial-deeplab-m", "axial-deeplab-m-coco"),
         Row("axial-deeplab-l", "axial-deeplab-l-coco"),
         Row("axial-deeplab-l-ms", "axial-deeplab-l-coco-ms"),
+    ),
+    proxy=(
+        ("panoptic-deeplab-x71", proxies.panoptic("panoptic-deeplab-x71-coco",
+                                                  test_ratios=proxies.SCALE_STRESS_RATIOS)),
+        ("axial-deeplab-s", proxies.panoptic("axial-deeplab-s-coco")),
+        ("axial-deeplab-m", proxies.panoptic("axial-deeplab-m-coco")),
+        ("axial-deeplab-l", proxies.panoptic("axial-deeplab-l-coco", test_ratios=proxies.SCALE_STRESS_RATIOS)),
     ),
 )
 

@@ -2,9 +2,13 @@
 
 Fidelity: count (Params, M-Adds at 1025 x 2049).  The Axial-Decoder's widths are not
 published; models/decoders.py documents the design assumed.
-Command: python run_all.py --tables 8 --fidelity count [--check]
+Proxy: Axial-DeepLab-L at output stride 16 and 32 and with the Axial-Decoder on the panoptic
+proxy (reproductions/proxies.py): the rows the claims need.
+Commands: python run_all.py --tables 8 --fidelity count [--check]
+          python run_all.py --tables 8 --fidelity proxy
 """
 
+from reproductions import proxies
 from reproductions.runner import Row, TableSpec
 
 SPEC = TableSpec(
@@ -17,5 +21,10 @@ SPEC = TableSpec(
         Row("axial-resnet-l-os16-ad", "axial-deeplab-l-ad-cityscapes"),
         Row("axial-resnet-l-os32-ad", "axial-deeplab-l-os32-ad-cityscapes"),
     ),
+    proxy=tuple((row, proxies.panoptic(preset)) for row, preset in (
+        ("axial-resnet-l-os16", "axial-deeplab-l-cityscapes"),
+        ("axial-resnet-l-os32", "axial-deeplab-l-os32-cityscapes"),
+        ("axial-resnet-l-os16-ad", "axial-deeplab-l-ad-cityscapes"),
+    )),
 )
 

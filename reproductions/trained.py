@@ -37,14 +37,19 @@ SMOKE_STEPS, SMOKE_EVAL_IMAGES = 2, 8
 TREND_PENDING = "trend"
 
 
-def declared(spec: TableSpec, fidelity: str) -> tuple:
-    """The (row, Experiment) pairs a table declares at a training fidelity (maybe none)."""
-    return spec.proxy if fidelity == "proxy" else spec.full
+def declared(spec: TableSpec, fidelity: str, proxy_scale: str = "small") -> tuple:
+    """The (row, Experiment) pairs a table declares at a training fidelity (maybe none); proxy
+    experiments at `proxy_scale` (reproductions/proxies.py)."""
+    if fidelity != "proxy":
+        return spec.full
+    from reproductions import proxies
+
+    return tuple((row, proxies.at_scale(e, proxy_scale)) for row, e in spec.proxy)
 
 
-def experiments_of(spec: TableSpec, fidelity: str) -> tuple:
+def experiments_of(spec: TableSpec, fidelity: str, proxy_scale: str = "small") -> tuple:
     """The declared pairs; a one-line error for a table that declares none."""
-    pairs = declared(spec, fidelity)
+    pairs = declared(spec, fidelity, proxy_scale)
     if not pairs:
         raise ReproductionError(f"table {spec.table} declares no {fidelity} experiments yet; it runs at "
                                 f"fidelity count (python run_all.py --tables {spec.table})")
@@ -65,7 +70,7 @@ def output_stem(spec: TableSpec, fidelity: str) -> str:
 
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
-                    smoke_test: bool = False) -> dict[str, list[dict]]:
+                    smoke_test: bool = False, proxy_scale: str = "small") -> dict[str, list[dict]]:
     """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2."""
     import dataclasses
 
@@ -75,7 +80,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     from training import experiments
     from training.recipe import TrainingError
 
-    pairs = experiments_of(spec, fidelity)
+    pairs = experiments_of(spec, fidelity, proxy_scale)
     if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
         raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
                                 f"got {len(seeds)}")
@@ -123,16 +128,29 @@ def _trend(cells: pd.DataFrame) -> tuple[dict[str, list[str]], float | None]:
     return disagreements, tau
 
 
-def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
+def _cells(spec: TableSpec, by_row: dict) -> list[dict]:
+    """The paper's cells, then the measured-only ones: a metric at another test resolution
+    (the scale stress test, Figs. 4/10, which the paper draws without printing numbers)."""
+    reported = runner.load_reported(spec.table)
+    cells = [dict(r) for _, r in reported.iterrows()]
+    for row, experiment in by_row.items():
+        units = {c["metric"]: c["unit"] for c in cells if c["row"] == row}
+        for ratio in experiment.test_ratios:
+            cells += [{"row": row, "metric": f"{metric}@{ratio:g}", "unit": units.get(metric, "%"), "value": ""}
+                      for metric in experiment.metrics if metric in units]
+    return cells
+
+
+def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[dict]],
+                        proxy_scale: str = "small") -> tuple[pd.DataFrame, dict]:
     """Long-form table of the trained metrics, and per metric the trend summary."""
     from training.experiments import summarize
 
-    reported = runner.load_reported(spec.table)
-    by_row = dict(experiments_of(spec, fidelity))
+    by_row = dict(experiments_of(spec, fidelity, proxy_scale))
     lines = []
-    for _, cell in reported.iterrows():
+    for cell in _cells(spec, by_row):
         experiment = by_row.get(cell["row"])
-        if experiment is None or cell["metric"] not in experiment.metrics:
+        if experiment is None or cell["metric"].split("@")[0] not in experiment.metrics:
             continue
         runs = results.get(cell["row"], [])
         values = [r["metrics"][cell["metric"]] for r in runs if r["metrics"].get(cell["metric"]) is not None]
@@ -147,8 +165,12 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
             mean, std = summarize(values)
             line.update(measured=f"{mean:.4f}", std=f"{std:.4f}", mean=mean, std_value=std,
                         note=f"{fidelity}: {experiment.describe()}; mean ± std over {len(values)} seeds")
-            if not cell["value"]:
-                line["status"] = "not_measured"
+            if "@" in cell["metric"]:
+                line["status"] = "measured_only"
+                line["note"] += (f"; evaluated at {cell['metric'].split('@')[1]}x the training resolution "
+                                 "(scale stress test, Figs. 4/10: the paper draws it, prints no number)")
+            elif not cell["value"]:
+                line["status"] = "measured_only"
                 line["note"] += "; the paper prints no value to compare with"
             elif fidelity == "full":
                 line["delta"] = f"{mean - float(cell['value']):+.4f}"
@@ -228,12 +250,13 @@ def compare_runs(previous: dict, current: dict) -> list[dict]:
 
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
-                      smoke_test: bool = False) -> pd.DataFrame:
+                      smoke_test: bool = False, proxy_scale: str = "small") -> pd.DataFrame:
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
     from runtime import machine
 
-    results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test)
-    df, trends = build_trained_table(spec, fidelity, results)
+    results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
+                              proxy_scale)
+    df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written
     stem = output_stem(spec, fidelity)
@@ -244,7 +267,10 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     runs = [r for row_runs in results.values() for r in row_runs]
     record.update(
         trends=trends, strategy=strategy, precision=precision, values=values,
-        experiments={row: e.describe() for row, e in experiments_of(spec, fidelity)},
+        experiments={row: e.describe() for row, e in experiments_of(spec, fidelity, proxy_scale)},
+        proxy_scale=proxy_scale if fidelity == "proxy" else None,
+        # Training loss against step, per seed: did it flatten before the comparison? (report)
+        curves={row: {str(r["seed"]): r.get("curve", []) for r in row_runs} for row, row_runs in results.items()},
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
         seed_runs={row: [{"seed": r["seed"], "seconds": r.get("seconds"), "train_seconds": r.get("train_seconds"),
                           "machine": machine.summary(r.get("machine"))} for r in row_runs]

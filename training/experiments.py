@@ -98,6 +98,9 @@ class Experiment:
     # Scale stress test (Figs. 4/10): also evaluate on the validation scenes rendered at
     # render_size x ratio, the model built at input_size x ratio (panoptic proxy only).
     test_ratios: tuple[float, ...] = ()
+    # Changes to the preset's backbone, as (BackboneSpec field, value) pairs: what an ablation
+    # varies at proxy scale, e.g. (("span", 5),) for Tab. 7's spans scaled to the proxy's maps.
+    backbone_changes: tuple[tuple[str, object], ...] = ()
     metrics: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -108,6 +111,8 @@ class Experiment:
     def describe(self) -> str:
         model = (f"{self.preset} at width x{self.proxy_width:g} (proxy rule)" if self.proxy_width
                  else self.preset)
+        if self.backbone_changes:
+            model += " with " + ", ".join(f"{k} {v}" for k, v in self.backbone_changes)
         r = self.recipe
         return (f"{model}, {self.data.describe()}, input {self.input_size[0]}x{self.input_size[1]}, "
                 f"{r.steps} steps of batch {r.batch_size}, {r.optimizer} lr {r.learning_rate:g}")
@@ -120,7 +125,7 @@ def model_spec(experiment: Experiment, num_classes: int):
     from models import presets
 
     spec = presets.get(experiment.preset).model
-    backbone = spec.backbone
+    backbone = dataclasses.replace(spec.backbone, **dict(experiment.backbone_changes))
     if experiment.proxy_width is not None:
         backbone = dataclasses.replace(
             backbone, width_multiplier=backbone.width_multiplier * experiment.proxy_width,
@@ -263,9 +268,24 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
               "capped": recipe.steps < experiment.recipe.steps or max_steps is not None or max_eval is not None,
               # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
               "seconds": round(time.perf_counter() - began, 1), **timing,
-              "model": model, "machine": machine.describe()}
+              "model": model, "machine": machine.describe(), "curve": learning_curve(directory / "log.jsonl")}
     write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
+
+
+def learning_curve(log: Path, points: int = 25) -> list[list[float]]:
+    """[step, mean training loss] over about `points` equal windows of the run's log.jsonl:
+    whether the loss had flattened when training stopped (the report plots it)."""
+    if not log.exists():
+        return []
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    records = [r for r in records if "total" in r]
+    if not records:
+        return []
+    window = max(1, len(records) // points)
+    return [[records[min(i + window, len(records)) - 1]["step"],
+             round(float(np.mean([r["total"] for r in records[i:i + window]])), 5)]
+            for i in range(0, len(records), window)]
 
 
 def set_batch_norm_momentum(model, momentum: float):
