@@ -7,25 +7,27 @@ Every table's proxy is declared here, once, from these rules:
 - The proxy rule (training/experiments.py): the preset's architecture at width x0.25 (heads
   too), a head for the proxy's classes, BN momentum 0.9.  Depth, strides, stems, decoders are
   the preset's own.
-- The last stage keeps a spatial extent: classification at 64 px (ResNet stages end at 2x2;
-  at 32 px they ended at 1x1, where attention is over one position), panoptic scenes at
-  129 x 129 (9 x 9 at output stride 16, 5 x 5 at 32).
-- Spans keep the paper's ratio of span to feature map: the paper's span m on Cityscapes'
-  65-row maps at output stride 16 becomes the odd span nearest m x f / 65 on the proxy's f-row
-  maps (`proxy_span`); the Full ImageNet models' m = 15 at 224 px becomes 5 at 64 px.  The span ablation (Tab. 7) renders its scenes at 257 x 257 (f = 17),
-  so that the paper's spans 5, 9, 17, 33, 65 stay five different spans (1, 3, 5, 9, 17); the
-  scenes' digits span 0.2-0.45 of the image, 3-8 feature rows there, so a small span cannot
-  see a whole object (what the ablation is about).
+- The last stage keeps a spatial extent: classification at 64 px (a ResNet's last stage is
+  2 x 2; at 32 px it was 1 x 1, where attention is over one position), panoptic scenes at
+  65 x 65 (5 x 5 at output stride 16, 3 x 3 at 32).
+- Spans keep the paper's ratio of span to feature map (`proxy_span`): the paper's span m on
+  Cityscapes' 65-row maps at output stride 16 becomes the odd span nearest m x f / 65 on the
+  proxy's f-row maps, and the Full ImageNet models' m = 15 at 224 px becomes 5 at 64 px.  At
+  the small scale (f = 5) the span ablation's five spans 5, 9, 17, 33, 65 become 1, 1, 1, 3, 5
+  (three different models: the rows that coincide share one training); at the large scale
+  (257 px scenes, f = 17) they stay five: 1, 3, 5, 9, 17.  The scenes' digits span 0.2-0.45
+  of the image, so the smallest spans cannot see a whole object (what the ablation is about).
 - The scale stress test (Figs. 4/10) evaluates Tab. 2's trained Axial-DeepLab-L and
   Panoptic-DeepLab (X-71) on the same validation scenes rendered at 0.5-4x the training
   resolution (exact ground truth at every size), as cells `PQ@<ratio>` of Tab. 2's proxy.
 - One recipe per task, decided on the convolutional baseline alone before any compared model
-  ran (the figures are in issue #14's closing note), never tuned toward the paper's order.
+  ran (the figures are in the README, "Proxy fidelity"), never tuned toward the paper's order.
 - Seeds 0, 1, 2 (small scale) or 0-4 (large); every seed's value is kept.
 
-Scales: `small` (the default) fits about 45 minutes per table on 2 CPU cores; `large`
-(`--proxy-scale large`, for the GPU machine through the JAX backend) trains 4x the steps on
-4x the scenes and evaluates 4x the validation scenes, over 5 seeds.
+Scales: `small` (the default) is sized for 2 CPU cores; `large` (`--proxy-scale large`, for
+the GPU machine through the JAX backend) trains 4x the steps on 4x the scenes, at 4x the
+panoptic side (257 px) and 2x the classification side (128 px), evaluates 4x the validation
+images, over 5 seeds.
 """
 
 from __future__ import annotations
@@ -60,10 +62,9 @@ def classification(preset: str) -> Experiment:
 PAPER_FEATURE_ROWS = 65      # Cityscapes 1025 x 2049 at output stride 16: 65 x 129 features
 PAPER_SPAN = 65              # Axial-DeepLab's span (Sec. 3.2)
 PAPER_STUFF_AREA = (2048, 1025 * 2049)   # Cityscapes' stuff area limit, and its image area
-PANOPTIC_SIZE = (129, 129)   # 9 x 9 at output stride 16
-SPAN_ABLATION_SIZE = (257, 257)   # 17 x 17 at output stride 16
+PANOPTIC_SIZE = (65, 65)     # 5 x 5 at output stride 16, 3 x 3 at 32
 PANOPTIC_RECIPE = Recipe(steps=300, batch_size=8, crop_size=PANOPTIC_SIZE, learning_rate=0.001,
-                         warmup_steps=30, checkpoint_every=50)
+                         warmup_steps=20, checkpoint_every=50)
 SCALE_STRESS_RATIOS = (0.5, 1.5, 2.0, 3.0, 4.0)
 
 
@@ -113,10 +114,22 @@ class Scale:
     steps: int = 1          # x the recipe's steps (and warm-up, checkpoint interval)
     scenes: int = 1         # x the training images (scenes, or images per class)
     val: int = 1            # x the validation images
+    panoptic_side: int = 1  # x the panoptic scenes' side (less one: 65 -> 257 at 4), spans rescaled
+    classification_side: int = 1   # x the classification images' side
     seeds: tuple[int, ...] = (0, 1, 2)
 
 
-SCALES = {"small": Scale("small"), "large": Scale("large", steps=4, scenes=4, val=4, seeds=(0, 1, 2, 3, 4))}
+SCALES = {
+    "small": Scale("small"),
+    # The GPU machine's scale: 257 px scenes (17 x 17 at output stride 16, where the paper's
+    # five spans stay five different spans), 128 px classification images.
+    "large": Scale("large", steps=4, scenes=4, val=4, panoptic_side=4, classification_side=2,
+                   seeds=(0, 1, 2, 3, 4)),
+}
+
+
+def _side(size: tuple[int, int], factor: int, panoptic: bool) -> tuple[int, int]:
+    return tuple((n - 1) * factor + 1 if panoptic else n * factor for n in size)
 
 
 def at_scale(experiment: Experiment, scale: str) -> Experiment:
@@ -125,8 +138,17 @@ def at_scale(experiment: Experiment, scale: str) -> Experiment:
     if s.name == "small":
         return experiment
     r = experiment.recipe
+    panoptic_task = experiment.data.task == "panoptic"
+    factor = s.panoptic_side if panoptic_task else s.classification_side
+    size = _side(experiment.input_size, factor, panoptic_task)
     recipe = dataclasses.replace(r, steps=r.steps * s.steps, warmup_steps=r.warmup_steps * s.steps,
-                                 checkpoint_every=r.checkpoint_every * s.steps)
+                                 checkpoint_every=r.checkpoint_every * s.steps, crop_size=size)
     data = dataclasses.replace(experiment.data, train=experiment.data.train * s.scenes,
-                               val=experiment.data.val * s.val)
-    return dataclasses.replace(experiment, recipe=recipe, data=data)
+                               val=experiment.data.val * s.val,
+                               render_size=size if panoptic_task else experiment.data.render_size)
+    if panoptic_task:
+        changes, area = _span_change(experiment.preset, panoptic_span_factor(size)), stuff_area(size)
+    else:
+        changes, area = _span_change(experiment.preset, size[0] / PAPER_IMAGENET_SIZE), experiment.stuff_area
+    return dataclasses.replace(experiment, recipe=recipe, data=data, input_size=size, stuff_area=area,
+                               backbone_changes=changes)

@@ -139,7 +139,10 @@ def test_run_all_rejects_bad_input_in_one_line_from_the_command_line():
 @pytest.mark.parametrize("args,message", [
     (["--tables", "x"], "unknown table 'x'"),
     (["--tables", "1,0"], "unknown table '0'"),
-    (["--fidelity", "proxy", "--tables", "2"], "table 2 declares no proxy experiments yet"),
+    (["--fidelity", "proxy", "--tables", "3"], "table 3 declares no proxy experiments yet"),
+    (["--tables", "6", "--proxy-scale", "large"], "--proxy-scale only applies to the training fidelities"),
+    (["--fidelity", "full", "--data-dir", "/data", "--proxy-scale", "large"], "--proxy-scale applies to --fidelity proxy"),
+    (["--fidelity", "proxy", "--proxy-scale", "huge"], "argument --proxy-scale: invalid choice: 'huge'"),
     (["--fidelity", "proxy", "--tables", "1", "--seeds", "0,1"], "at least 3 seeds"),
     (["--fidelity", "proxy", "--seeds", "1,x"], "--seeds takes comma-separated"),
     (["--fidelity", "proxy", "--check"], "--check and --update-golden compare counts"),
