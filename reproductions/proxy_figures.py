@@ -209,6 +209,13 @@ def learning_curves(provenance: dict, labels: dict[str, str]):
     return fig
 
 
+def panel_titles(paper_rows: pd.DataFrame) -> dict[str, str]:
+    """A row's name in the paper, or its row id where the paper gives several rows one name
+    (Tab. 7's spans, Tab. 8's output strides)."""
+    repeated = paper_rows["label"].duplicated(keep=False)
+    return {r.row: r.row if again else r.label for r, again in zip(paper_rows.itertuples(), repeated)}
+
+
 def _save_or_remove(fig, name: str) -> Path | None:
     """Save a drawn figure; without one, remove the file an earlier run left (its table is gone)."""
     if fig is not None:
@@ -222,7 +229,7 @@ def draw_all() -> list[Path]:
     written = []
     for table in range(1, 10):
         df, provenance = load_proxy(table)
-        labels = runner.load_reported(table).drop_duplicates("row").set_index("row")["label"].to_dict()
+        labels = panel_titles(runner.load_reported(table).drop_duplicates("row"))
         written.append(_save_or_remove(learning_curves(provenance, labels) if df is not None else None,
                                        curves_name(table)))
     t9, p9 = load_proxy(9)
