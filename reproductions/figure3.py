@@ -70,15 +70,15 @@ def plot(data: pd.DataFrame):
                 for _, r in g.iterrows():
                     ax.plot([r[f"{what}_reported_{unit}"], r[f"{what}_measured_{unit}"]],
                             [r["top1_reported"]] * 2, ":", color=c, lw=1)
-        ax.set_xlabel("Params (M)" if what == "params" else "M-Adds (B)")
+        ax.set_xlabel(f"{'Params (M)' if what == 'params' else 'M-Adds (B)'}: paper (filled), count (measured, hollow)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("ImageNet Top-1 (%, as reported)")
+    axes[0].set_ylabel("ImageNet Top-1 (%), paper")
     axes[0].set_title("Top-1 vs Params")
     axes[1].set_title("Top-1 vs M-Adds")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("Fig. 3 (count side): filled = paper, hollow diamonds = counts measured by this "
-                 "suite, placed at the paper's Top-1", fontsize=10)
+    fig.suptitle("Fig. 3, paper: Top-1 is the paper's at both markers; hollow diamonds put this suite's "
+                 "counts at it (the proxy's Top-1 is in figure3_proxy.png)", fontsize=10)
     fig.tight_layout(rect=(0, 0.17, 1, 0.95))
     return save_figure(fig, "figure3_counts.png")
 

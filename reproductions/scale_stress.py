@@ -9,7 +9,8 @@ which gives 4097 at 4.0).
 
 Counted: Axial-DeepLab-L with the paper's span 65, the same model with global axial
 attention (to show what the span buys as images grow), and Panoptic-DeepLab X-71.
-PQ at each ratio needs the proxy or full fidelity.
+PQ at each ratio needs the proxy or full fidelity: the proxy's (Tab. 2's PQ@<ratio> cells) is
+drawn by reproductions/proxy_figures.py.
 Command:  python run_all.py --figures   (or --tables 2 --figures)
 Writes:   tables/scale_stress_counts.csv, tables/scale_stress_counts.md,
           figures/scale_stress_cost.png
@@ -80,8 +81,8 @@ def plot(df: pd.DataFrame):
         axes[1].plot(group["ratio"], group["madds_vs_ratio1"], "o-", label=label)
     ratios = sorted(df["ratio"].unique())
     axes[1].plot(ratios, [r**2 for r in ratios], "k:", lw=1, label="ratio² (pixels)")
-    axes[0].set_ylabel("M-Adds (T, measured count)")
-    axes[1].set_ylabel("M-Adds relative to ratio 1.0")
+    axes[0].set_ylabel("M-Adds (T), count (measured)")
+    axes[1].set_ylabel("M-Adds relative to ratio 1.0, count (measured)")
     for ax in axes:
         ax.set_xlabel("test resolution ratio (1.0 = 1025x1025, 4.0 = 4097x4097)")
         ax.set_xscale("log", base=2)

@@ -1,7 +1,8 @@
 """The span ablation of Tab. 7 as a figure: M-Adds and the paper's accuracy against the span.
 
 Left: M-Adds of Axial-DeepLab-L on Cityscapes per span, paper and measured (count
-fidelity).  Right: the paper's PQ / AP / mIoU per span (not measured here).
+fidelity).  Right: the paper's PQ / AP / mIoU per span; the proxy's are drawn beside it,
+never on these axes (reproductions/proxy_figures.py).
 Command: python run_all.py --tables 7 --figures.  Writes figures/span_ablation.png.
 """
 
@@ -27,13 +28,13 @@ def main(tables: dict[int, pd.DataFrame]) -> list:
     fig, (cost, accuracy) = plt.subplots(1, 2, figsize=(11, 4))
     cost.plot(spans, [float(reported[SPANS[s], "M-Adds"]) for s in spans], "o-", label="paper")
     cost.plot(spans, [float(measured.loc[(SPANS[s], "M-Adds"), "measured"]) for s in spans], "D--",
-              mfc="none", label="measured count")
-    cost.set(xlabel="axial span m", ylabel="M-Adds (B), Cityscapes 1025x2049",
+              mfc="none", label="count (measured)")
+    cost.set(xlabel="axial span m", ylabel="M-Adds (B) at 1025x2049: paper, count (measured)",
              title="Cost against span (Tab. 7)")
     for metric in ("PQ", "AP", "mIoU"):
         accuracy.plot(spans, [float(reported[SPANS[s], metric]) for s in spans], "o-", label=f"{metric} (paper)")
-    accuracy.set(xlabel="axial span m", ylabel="% (as reported)",
-                 title="Accuracy against span (paper only; not measured here)")
+    accuracy.set(xlabel="axial span m", ylabel="PQ / AP / mIoU (%), paper",
+                 title="Accuracy against span, paper")
     for ax in (cost, accuracy):
         ax.set_xscale("log", base=2)
         ax.set_xticks(spans, [str(s) for s in spans])

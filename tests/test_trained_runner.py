@@ -125,7 +125,7 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
         assert provenance["values"][r["row"]][r["metric"]] == pytest.approx(values, abs=1e-4)
     assert provenance["machine"]["backend"] in ("tensorflow", "jax") and provenance["machine"]["device"]
     assert provenance["machine"]["cpu"]["model"] and "training_seconds" in provenance
-    assert "Tab. 1 at proxy fidelity" in (tiny_table1 / "report" / "index.html").read_text()
+    assert "<b>proxy (measured)</b>" in (tiny_table1 / "report" / "index.html").read_text()
     # A smoke test runs the same path capped, prints, and writes nothing.
     before = {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()}
     assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
