@@ -63,7 +63,7 @@ PAPER_FEATURE_ROWS = 65      # Cityscapes 1025 x 2049 at output stride 16: 65 x 
 PAPER_SPAN = 65              # Axial-DeepLab's span (Sec. 3.2)
 PAPER_STUFF_AREA = (2048, 1025 * 2049)   # Cityscapes' stuff area limit, and its image area
 PANOPTIC_SIZE = (65, 65)     # 5 x 5 at output stride 16, 3 x 3 at 32
-PANOPTIC_RECIPE = Recipe(steps=300, batch_size=8, crop_size=PANOPTIC_SIZE, learning_rate=0.001,
+PANOPTIC_RECIPE = Recipe(steps=300, batch_size=8, crop_size=PANOPTIC_SIZE, learning_rate=0.004,
                          warmup_steps=20, checkpoint_every=50)
 SCALE_STRESS_RATIOS = (0.5, 1.5, 2.0, 3.0, 4.0)
 
