@@ -38,7 +38,8 @@ def _die_with(parent_pid: int) -> None:
 
 
 def _initialise_worker(parent_pid: int, initializer, initargs) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also discards one pending from the start-up
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # the parent's mask is inherited
     _die_with(parent_pid)
     from runtime import backend
 
@@ -55,10 +56,14 @@ def spawn_pool(workers: int, initializer=None, initargs=()) -> multiprocessing.p
     context = multiprocessing.get_context("spawn")
     # Ignored signals stay ignored across exec: a worker ignores SIGINT from its first
     # instruction, not only once its initializer runs (else Ctrl-C during its start-up prints
-    # a traceback per worker).
+    # a traceback per worker).  The parent also blocks SIGINT meanwhile: on Linux a blocked
+    # signal stays pending even while ignored, so a Ctrl-C that arrives while the workers
+    # start is delivered once the handler is back, instead of being lost (the run would go on).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return context.Pool(workers, initializer=_initialise_worker,
                             initargs=(os.getpid(), initializer, initargs))
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -175,6 +175,24 @@ def test_ctrl_c_ends_a_counting_run_at_once_with_one_line(tmp_path):
     assert _wait_for(lambda: not survivors(), 3), survivors()
 
 
+def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
+    # The parent ignores SIGINT while it spawns the workers (they inherit that); one arriving
+    # then must still end the run once the handler is back (CI lost one: the run went on).
+    import multiprocessing
+
+    from runtime import processes
+
+    class Context:
+        def Pool(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return "pool"
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
+    with pytest.raises(KeyboardInterrupt):
+        processes.spawn_pool(2)
+        time.sleep(1)  # the interrupt is delivered before this ends
+
+
 def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):
     import run_all
 

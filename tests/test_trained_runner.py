@@ -60,10 +60,10 @@ def test_too_few_seeds_is_an_error():
 
 
 def test_a_table_without_experiments_says_so():
-    from reproductions.table2 import SPEC as TABLE2
+    from reproductions.table3 import SPEC as TABLE3  # COCO test-dev: scored by a server, reported only
 
     with pytest.raises(runner.ReproductionError, match="declares no proxy experiments"):
-        trained.experiments_of(TABLE2, "proxy")
+        trained.experiments_of(TABLE3, "proxy")
 
 
 def test_a_single_measured_row_has_no_trend():
