@@ -152,8 +152,11 @@ def test_ctrl_c_ends_a_counting_run_at_once_with_one_line(tmp_path):
     # whole process group, as from a terminal.
     env = dict(os.environ, AXIAL_DEEPLAB_CACHE_DIR=str(tmp_path / "cache"),
                AXIAL_DEEPLAB_OUTPUT_DIR=str(tmp_path / "out"))
+    # Ctrl-C's default action, as in a terminal: a process inherits an ignored SIGINT (a
+    # pytest-xdist worker ignores it), and Python then installs no handler.
     run_all = subprocess.Popen([sys.executable, "run_all.py", "--tables", "2", "--quiet"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(8)  # the workers are loading TensorFlow and counting
         assert run_all.poll() is None
@@ -188,9 +191,14 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
             return "pool"
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
-    with pytest.raises(KeyboardInterrupt):
-        processes.spawn_pool(2)
-        time.sleep(1)  # the interrupt is delivered before this ends
+    # Python's own Ctrl-C handler, as in a terminal (a pytest-xdist worker ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            processes.spawn_pool(2)
+            time.sleep(1)  # the interrupt is delivered before this ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):
