@@ -21,6 +21,7 @@ def run_under(backend_name: str, *args, env=None, timeout=900):
                           timeout=timeout)
 
 
+@pytest.mark.heavy
 def test_every_layer_and_family_gives_the_same_outputs_on_both_backends(tmp_path):
     """Every layer (inference and training mode) and a tiny model of each family (inference)
     agree to 1e-5, relative to the output's largest value, for weights written under
@@ -81,6 +82,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.heavy
 def test_the_jax_path_runs_on_a_machine_without_tensorflow(tmp_path):
     """The proxy path (training, evaluation, tables, report) under JAX with TensorFlow made
     unimportable: it never reaches for it."""

@@ -89,6 +89,7 @@ def test_full_imagenet_path_on_a_class_folder_fixture(tmp_path):
     assert capped["capped"] and capped["steps"] == 1
 
 
+@pytest.mark.heavy
 def test_full_panoptic_path_on_a_cityscapes_fixture(tmp_path):
     root = tmp_path / "data" / "cityscapes"
     write_fixture(root, "cityscapes", "train")
@@ -106,6 +107,7 @@ def test_full_panoptic_path_on_a_cityscapes_fixture(tmp_path):
     assert result["model"]["num_classes"] == 2 and result["model"]["params"] > 0
 
 
+@pytest.mark.heavy
 def test_another_evaluation_of_a_finished_run_reuses_its_training(tmp_path, monkeypatch):
     # The scale stress test evaluates the trained models again at other test sizes: the
     # training folder is keyed by what is trained, each evaluation is a file of its own.

@@ -104,6 +104,7 @@ def tiny_table1(tiny_caches, monkeypatch, output_dir):
     return output_dir
 
 
+@pytest.mark.heavy
 def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsys):
     import run_all
 

@@ -65,6 +65,7 @@ def read_log(workdir):
 
 
 @pytest.mark.jax
+@pytest.mark.heavy
 def test_killed_and_resumed_run_equals_uninterrupted_and_logs_every_step_once(proxy_root, tmp_path):
     import os
     import subprocess
@@ -103,6 +104,7 @@ def _data_parallel_check(backend: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.heavy
 def test_mirrored_and_multi_worker_strategies_match_one_device():
     result = _data_parallel_check("tensorflow")
     assert result["default_replicas"] == 1 and result["mirrored_replicas"] == 2
@@ -114,6 +116,7 @@ def test_mirrored_and_multi_worker_strategies_match_one_device():
     np.testing.assert_allclose(result["multi-worker"], result["default"], rtol=1e-6)
 
 
+@pytest.mark.heavy
 def test_jax_data_parallel_matches_one_device():
     result = _data_parallel_check("jax")
     assert result["default_replicas"] == 1 and result["mirrored_replicas"] == 2
@@ -154,6 +157,7 @@ class RandomClassificationBatches:
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.heavy
 def test_mixed_precision_trains_with_float32_weights(precision, tmp_path):
     import keras
 
