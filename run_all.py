@@ -43,7 +43,7 @@ FIGURES = {
     "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
 # Flags that only mean something when training; at count fidelity they are refused, not ignored.
-TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale")
+TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows")
 
 
 class UsageError(Exception):
@@ -110,6 +110,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, metavar="S[,S...]",
                         help="training seeds (default 0,1,2, or 0-4 at --proxy-scale large; proxy needs at "
                              "least 3)")
+    parser.add_argument("--rows", metavar="ROW[,ROW...]", default=None,
+                        help="training fidelities, one table: train only these of its declared rows (e.g. "
+                             "resnet50,ps-attention); the table is written with the others marked not run, "
+                             "and a later run without --rows completes it from the cache")
     parser.add_argument("--proxy-scale", choices=PROXY_SCALES, default=None,
                         help="proxy size: small (default; about 45 min per table on 2 CPU cores) or large "
                              "(4x the steps, scenes and validation images, 5 seeds: for a GPU machine, e.g. "
@@ -169,6 +173,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         if args.fidelity == "full" and args.proxy_scale:
             raise UsageError("--proxy-scale applies to --fidelity proxy; full runs the paper's recipes")
     args.proxy_scale = args.proxy_scale or "small"
+    args.row_list = tuple(r.strip() for r in args.rows.split(",")) if args.rows else None
+    if args.row_list and len(args.table_list) != 1:
+        raise UsageError("--rows names rows of one table: give exactly one --tables")
     args.seed_list = parse_seeds(args.seeds)
     if args.seeds is None and args.proxy_scale == "large":
         args.seed_list = LARGE_SCALE_SEEDS
@@ -185,10 +192,11 @@ def run_trained(args) -> int:
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
     for spec in specs:
-        trained.experiments_of(spec, args.fidelity)  # fail before any training if one is undeclared
+        trained.experiments_of(spec, args.fidelity, args.proxy_scale, args.row_list)  # fail before any training
     for spec in specs:
         df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
-                                       args.strategy, args.precision, args.smoke_test, args.proxy_scale)
+                                       args.strategy, args.precision, args.smoke_test, args.proxy_scale,
+                                       args.row_list)
         if args.smoke_test:
             print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
                   "nothing written):")

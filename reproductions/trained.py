@@ -47,9 +47,16 @@ def declared(spec: TableSpec, fidelity: str, proxy_scale: str = "small") -> tupl
     return tuple((row, proxies.at_scale(e, proxy_scale)) for row, e in spec.proxy)
 
 
-def experiments_of(spec: TableSpec, fidelity: str, proxy_scale: str = "small") -> tuple:
-    """The declared pairs; a one-line error for a table that declares none."""
+def experiments_of(spec: TableSpec, fidelity: str, proxy_scale: str = "small", rows=None) -> tuple:
+    """The declared pairs (only `rows`, if given); a one-line error for a table that declares
+    none, or for a row it does not declare."""
     pairs = declared(spec, fidelity, proxy_scale)
+    if rows and pairs:
+        unknown = [r for r in rows if r not in dict(pairs)]
+        if unknown:
+            raise ReproductionError(f"table {spec.table} declares no {fidelity} experiment for row "
+                                    f"{', '.join(unknown)}; its rows: {', '.join(r for r, _ in pairs)}")
+        pairs = tuple((r, e) for r, e in pairs if r in rows)
     if not pairs:
         raise ReproductionError(f"table {spec.table} declares no {fidelity} experiments yet; it runs at "
                                 f"fidelity count (python run_all.py --tables {spec.table})")
@@ -70,7 +77,7 @@ def output_stem(spec: TableSpec, fidelity: str) -> str:
 
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
-                    smoke_test: bool = False, proxy_scale: str = "small") -> dict[str, list[dict]]:
+                    smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> dict[str, list[dict]]:
     """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2."""
     import dataclasses
 
@@ -80,7 +87,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     from training import experiments
     from training.recipe import TrainingError
 
-    pairs = experiments_of(spec, fidelity, proxy_scale)
+    pairs = experiments_of(spec, fidelity, proxy_scale, rows)
     if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
         raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
                                 f"got {len(seeds)}")
@@ -159,7 +166,10 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
                 "seeds": ",".join(str(r["seed"]) for r in runs),
                 "values": ";".join("" if r["metrics"].get(cell["metric"]) is None
                                    else f"{r['metrics'][cell['metric']]:.4f}" for r in runs)}
-        if not values:
+        if not runs:
+            line.update(measured="", std="", status="not_measured",
+                        note="not run yet (trained with --rows: the other rows of this table)")
+        elif not values:
             line.update(measured="", std="", status="not_measured", note="no value (every seed gave none)")
         else:
             mean, std = summarize(values)
@@ -250,12 +260,12 @@ def compare_runs(previous: dict, current: dict) -> list[dict]:
 
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
-                      smoke_test: bool = False, proxy_scale: str = "small") -> pd.DataFrame:
+                      smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> pd.DataFrame:
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
     from runtime import machine
 
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
-                              proxy_scale)
+                              proxy_scale, rows)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written

@@ -154,3 +154,15 @@ def test_a_rerun_on_another_machine_is_compared_within_seed_noise(tiny_table1, c
     assert comparison["resnet50"]["difference"] == pytest.approx(-0.5, abs=1e-3)
     assert comparison["conv-stem-attention-bn"]["within_seed_noise"] is False
     assert "re-run of a stored result (Some Other CPU" in capsys.readouterr().err
+
+
+def test_rows_not_trained_yet_say_so_and_unknown_rows_are_refused():
+    df, _ = table({"resnet50": [70, 71, 72], "conv-stem-ps-attention": [60, 61, 62]})
+    rows = df.set_index("row")
+    assert rows.at["resnet50", "measured"] != "" and rows.at["conv-stem-ps-attention", "measured"] != ""
+    assert rows.at["full-axial-attention", "status"] == "not_measured"
+    assert "not run yet" in rows.at["full-axial-attention", "note"]
+    chosen = trained.experiments_of(SPEC, "proxy", rows=("resnet50",))
+    assert [row for row, _ in chosen] == ["resnet50"]
+    with pytest.raises(runner.ReproductionError, match="no proxy experiment for row lr-net-50"):
+        trained.experiments_of(SPEC, "proxy", rows=("lr-net-50",))
