@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from training.experiments import Data, Experiment, PROXY_WIDTH  # noqa: F401  (PROXY_WIDTH: documented rule)
+from training.experiments import Data, Experiment
 from training.recipe import Recipe
 
 # --- classification (Tab. 1, Tab. 9) --------------------------------------------------------
@@ -60,7 +60,6 @@ def classification(preset: str) -> Experiment:
 # --- panoptic (Tab. 2/4, 6, 7, 8, Figs. 4/10) -----------------------------------------------
 
 PAPER_FEATURE_ROWS = 65      # Cityscapes 1025 x 2049 at output stride 16: 65 x 129 features
-PAPER_SPAN = 65              # Axial-DeepLab's span (Sec. 3.2)
 PAPER_STUFF_AREA = (2048, 1025 * 2049)   # Cityscapes' stuff area limit, and its image area
 PANOPTIC_SIZE = (65, 65)     # 5 x 5 at output stride 16, 3 x 3 at 32
 PANOPTIC_RECIPE = Recipe(steps=300, batch_size=8, crop_size=PANOPTIC_SIZE, learning_rate=0.004,

@@ -68,3 +68,12 @@ def test_scale_stress_cells_are_measured_only_beside_the_papers_cells():
     assert ratios == {f"{m}@{r:g}" for m in ("PQ", "PQ_Th", "PQ_St") for r in proxies.SCALE_STRESS_RATIOS}
     assert not any("@" in c["metric"] for c in cells if c["row"] == "axial-deeplab-s")
     assert all(c["value"] == "" for c in cells if "@" in c["metric"])
+
+
+def test_the_command_line_knows_the_scales_and_their_seeds():
+    # run_all.py names them without importing the proxies (its arguments are checked before any library loads).
+    import run_all
+
+    assert run_all.PROXY_SCALES == tuple(proxies.SCALES)
+    assert run_all.LARGE_SCALE_SEEDS == proxies.SCALES["large"].seeds
+    assert run_all.DEFAULT_SEEDS == proxies.SCALES["small"].seeds
