@@ -54,16 +54,22 @@ def spawn_pool(workers: int, initializer=None, initargs=()) -> multiprocessing.p
     import multiprocessing.pool  # noqa: F401  (the type in the annotation)
 
     context = multiprocessing.get_context("spawn")
-    # Ignored signals stay ignored across exec: a worker ignores SIGINT from its first
-    # instruction, not only once its initializer runs (else Ctrl-C during its start-up prints
-    # a traceback per worker).  The parent also blocks SIGINT meanwhile: on Linux a blocked
-    # signal stays pending even while ignored, so a Ctrl-C that arrives while the workers
-    # start is delivered once the handler is back, instead of being lost (the run would go on).
+    # While the workers start, SIGINT is blocked in this thread: a worker inherits the blocked
+    # mask across exec, so a Ctrl-C to the process group waits in it until its initializer
+    # has set it to be ignored (else each worker prints a traceback).  This process meanwhile
+    # notes a Ctrl-C with its own handler, which does not depend on which thread the kernel
+    # picks to deliver it (another thread may not block it), and acts on it once the pool
+    # exists: it is never lost (CI lost one when this process ignored SIGINT instead).
+    interrupted = []
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     try:
-        return context.Pool(workers, initializer=_initialise_worker,
+        pool = context.Pool(workers, initializer=_initialise_worker,
                             initargs=(os.getpid(), initializer, initargs))
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # unblock first: one pending here is delivered (and noted) at once
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        signal.signal(signal.SIGINT, previous)
+    if interrupted and previous is not signal.SIG_IGN:
+        pool.terminate()
+        signal.raise_signal(signal.SIGINT)  # the caller's own handling of it (KeyboardInterrupt)
+    return pool

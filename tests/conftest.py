@@ -26,8 +26,10 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 from reproductions import runner  # noqa: E402
+from tests import fast_graphs  # noqa: E402
 
 runner.use_output_dir(_OUTPUTS)
+fast_graphs.use()
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ else:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from data import proxy  # noqa: E402
+from tests import fast_graphs  # noqa: E402
 from tests.test_training_engine import make_trainer  # noqa: E402
 from training.engine import TaskModel  # noqa: E402
 
@@ -36,6 +37,7 @@ def recording_compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None
 
 TaskModel.compute_loss = recording_compute_loss
 
+fast_graphs.use()
 root = proxy.write_dataset(tempfile.mkdtemp(), "train", count=4, size=(48, 64), seed=0)
 result = {}
 for strategy in ("default", "mirrored") + (("multi-worker",) if name == "tensorflow" else ()):

@@ -185,10 +185,18 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
 
     from runtime import processes
 
+    terminated = []
+
+    class Pool:
+        def terminate(self):
+            terminated.append(True)
+
     class Context:
         def Pool(self, *args, **kwargs):
+            # Sent to the process, as a terminal's Ctrl-C is: the kernel may hand it to any
+            # thread not blocking it (pytest-xdist's worker has several).
             os.kill(os.getpid(), signal.SIGINT)
-            return "pool"
+            return Pool()
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
     # Python's own Ctrl-C handler, as in a terminal (a pytest-xdist worker ignores SIGINT).
@@ -197,6 +205,35 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             processes.spawn_pool(2)
             time.sleep(1)  # the interrupt is delivered before this ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert terminated  # the workers that had started are stopped, not left to the caller
+
+
+def test_a_ctrl_c_from_another_thread_while_the_workers_start_is_not_lost(monkeypatch):
+    # The case CI met: a thread that does not block SIGINT is where the kernel delivers it.
+    import multiprocessing
+    import threading
+
+    from runtime import processes
+
+    class Context:
+        def Pool(self, *args, **kwargs):
+            def send():  # a thread started earlier, with SIGINT unblocked, receives it
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                signal.raise_signal(signal.SIGINT)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            sender.join()
+            return type("Pool", (), {"terminate": lambda self: None})()
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            processes.spawn_pool(2)
+            time.sleep(1)
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -85,8 +85,9 @@ def tiny_caches(tmp_path_factory):
 
 @pytest.fixture
 def tiny_table1(tiny_caches, monkeypatch, output_dir):
-    """Tab. 1 with two cheap proxy rows (2 training steps) on a 2-image-per-class Fashion-MNIST
-    fixture, every output redirected to a fresh folder and the caches to the module's."""
+    """Tab. 1 with two cheap proxy rows (ResNet-50 cut to one block per stage, 2 training steps)
+    on a 2-image-per-class Fashion-MNIST fixture, every output redirected to a fresh folder and
+    the caches to the module's."""
     import dataclasses
 
     import reproductions.table1 as table1
@@ -98,13 +99,17 @@ def tiny_table1(tiny_caches, monkeypatch, output_dir):
     monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tiny_caches / "proxy-data")
     data = experiments.Data("fashion-mnist", train=2, val=1)
     recipe = Recipe(steps=2, batch_size=4, crop_size=(32, 32))
-    proxy = tuple((row, experiments.Experiment(preset, data, recipe, (32, 32)))
+    one_block = (("stage_blocks", (1, 1, 1, 1)),)  # the path is tested; full depth compiles for minutes
+    proxy = tuple((row, experiments.Experiment(preset, data, recipe, (32, 32), backbone_changes=one_block))
                   for row, preset in (("resnet50", "resnet50"), ("conv-stem-attention-bn", "resnet50")))
     monkeypatch.setattr(table1, "SPEC", dataclasses.replace(table1.SPEC, proxy=proxy))
     return output_dir
 
 
+# The two tests that train the tiny Tab. 1 share one xdist worker (make test: --dist loadgroup),
+# so the second reads the first one's runs from the module's cache instead of training again.
 @pytest.mark.heavy
+@pytest.mark.xdist_group("tiny-table1")
 def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsys):
     import run_all
 
@@ -134,6 +139,7 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
     assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
 
 
+@pytest.mark.xdist_group("tiny-table1")
 def test_a_rerun_on_another_machine_is_compared_within_seed_noise(tiny_table1, capsys):
     import run_all
 

@@ -43,8 +43,11 @@ def test_batches_are_a_function_of_seed_and_step(proxy_root):
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
+from tests import fast_graphs
 from tests.test_training_engine import make_trainer
 from training import engine
+
+fast_graphs.use()
 
 write = engine.StepLog.write
 
