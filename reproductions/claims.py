@@ -254,7 +254,7 @@ class Difference:
     def evaluate(self, m: Measurements, rng) -> Result:
         t = difference_test(m.values(self.better), m.values(self.worse))
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.better.metric,
-                      note=f"{self.better.row} - {self.worse.row}, Welch t" + (f"; {self.caveat}" if self.caveat else ""))
+                      note=f"{self.better.row} - {self.worse.row} {self.better.metric}, Welch t" + (f"; {self.caveat}" if self.caveat else ""))
 
 
 @dataclass(frozen=True)
