@@ -62,9 +62,10 @@ sys.meta_path.insert(0, NoTensorFlow())
 """
 
 # run_all's proxy path end to end (train, evaluate, tables, report) on a reduced Tab. 1: one
-# cheap row (ResNet-50 cut to one block per stage) on a tiny Fashion-MNIST fixture.  The full command, `run_all.py --tables 1
-# --fidelity proxy --backend jax --smoke-test`, does the same for six full-depth models (tens
-# of minutes of compilation on 2 cores): the README's manual check.
+# cheap row (ResNet-50 cut to one block per stage: the path is what is tested) on a tiny
+# Fashion-MNIST fixture.  The full command, `run_all.py --tables 1 --fidelity proxy --backend
+# jax --smoke-test`, does the same for six full-depth models (tens of minutes of compilation
+# on 2 cores): the README's manual check.
 REDUCED_RUN = """
 import dataclasses, sys
 import reproductions.table1 as table1
@@ -74,7 +75,6 @@ import run_all
 
 data = experiments.Data("fashion-mnist", train=2, val=1)
 recipe = Recipe(steps=2, batch_size=4, crop_size=(32, 32))
-# One block per stage: the path is what is tested, and a full-depth compile takes minutes.
 row = ("resnet50", experiments.Experiment("resnet50", data, recipe, (32, 32),
                                           backbone_changes=(("stage_blocks", (1, 1, 1, 1)),)))
 table1.SPEC = dataclasses.replace(table1.SPEC, proxy=(row,))

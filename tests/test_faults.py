@@ -178,9 +178,29 @@ def test_ctrl_c_ends_a_counting_run_at_once_with_one_line(tmp_path):
     assert _wait_for(lambda: not survivors(), 3), survivors()
 
 
-def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
-    # The parent ignores SIGINT while it spawns the workers (they inherit that); one arriving
-    # then must still end the run once the handler is back (CI lost one: the run went on).
+def _send_to_the_process():
+    # As a terminal's Ctrl-C is: the kernel may hand it to any thread not blocking it
+    # (pytest-xdist's worker has several).
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _send_from_another_thread():
+    # The case CI met: a thread that does not block SIGINT is where the kernel delivers it.
+    import threading
+
+    def send():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.raise_signal(signal.SIGINT)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    sender.join()
+
+
+@pytest.mark.parametrize("send", [_send_to_the_process, _send_from_another_thread], ids=["process", "thread"])
+def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch, send):
+    # A Ctrl-C that arrives while the parent spawns the workers must still end the run once
+    # the pool exists, and stop the workers that started (CI lost one: the run went on).
     import multiprocessing
 
     from runtime import processes
@@ -193,9 +213,7 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
 
     class Context:
         def Pool(self, *args, **kwargs):
-            # Sent to the process, as a terminal's Ctrl-C is: the kernel may hand it to any
-            # thread not blocking it (pytest-xdist's worker has several).
-            os.kill(os.getpid(), signal.SIGINT)
+            send()
             return Pool()
 
     monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
@@ -208,34 +226,6 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert terminated  # the workers that had started are stopped, not left to the caller
-
-
-def test_a_ctrl_c_from_another_thread_while_the_workers_start_is_not_lost(monkeypatch):
-    # The case CI met: a thread that does not block SIGINT is where the kernel delivers it.
-    import multiprocessing
-    import threading
-
-    from runtime import processes
-
-    class Context:
-        def Pool(self, *args, **kwargs):
-            def send():  # a thread started earlier, with SIGINT unblocked, receives it
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-                signal.raise_signal(signal.SIGINT)
-
-            sender = threading.Thread(target=send)
-            sender.start()
-            sender.join()
-            return type("Pool", (), {"terminate": lambda self: None})()
-
-    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Context())
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            processes.spawn_pool(2)
-            time.sleep(1)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):
