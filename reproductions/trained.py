@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from itertools import combinations
 
 import pandas as pd
@@ -92,8 +93,13 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
         raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
                                 f"got {len(seeds)}")
     results: dict[str, list[dict]] = {}
-    bar = tqdm(total=len(pairs) * len(seeds), desc=f"table {spec.table} {fidelity}", unit="run",
+    total = len(pairs) * len(seeds)
+    bar = tqdm(total=total, desc=f"table {spec.table} {fidelity}", unit="run", file=sys.stderr,
                disable=True if not progress else None)
+    # tqdm draws on terminals only; a run logged to a file (nohup, CI) gets a line per run
+    # instead, so an hour of training is not an hour of silence.
+    lines = progress and bar.disable
+    done = 0
     try:
         for row, experiment in pairs:
             if smoke_test:
@@ -101,12 +107,17 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                 experiment = dataclasses.replace(experiment, recipe=recipe)
             for seed in seeds:
                 bar.set_postfix_str(f"{row} seed {seed}")
+                started = time.monotonic()
                 result = experiments.run(experiment, seed, data_dir=data_dir, progress=progress,
                                          strategy=strategy, precision=precision,
                                          max_steps=SMOKE_STEPS if smoke_test else None,
                                          max_eval=SMOKE_EVAL_IMAGES if smoke_test else None)
                 results.setdefault(row, []).append(result)
+                done += 1
                 bar.update()
+                if lines:
+                    print(f"table {spec.table} {fidelity}: run {done}/{total} done ({row}, seed {seed}, "
+                          f"{time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
     except (experiments.ExperimentError, DatasetError, TrainingError) as error:
         raise ReproductionError(str(error)) from None
     finally:

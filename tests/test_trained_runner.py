@@ -54,6 +54,21 @@ def test_full_fidelity_compares_values():
     assert row["status"] == "match" and row["delta"] == "+0.0000"
 
 
+def test_a_run_logged_to_a_file_prints_a_line_per_run(monkeypatch, capsys):
+    # Under pytest stderr is not a terminal, as under nohup or CI: no bar, a line per run.
+    from training import experiments
+
+    monkeypatch.setattr(experiments, "run", lambda experiment, seed, **_: {"seed": seed, "metrics": {"Top-1": 70.0}})
+    results = trained.run_experiments(SPEC, "proxy", (0, 1, 2), progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    total = 3 * len(SPEC.proxy)
+    assert len(lines) == total and sum(len(r) for r in results.values()) == total
+    assert lines[0].startswith(f"table 1 proxy: run 1/{total} done (resnet50, seed 0, ")
+    assert lines[-1].startswith(f"table 1 proxy: run {total}/{total} done (full-axial-attention, seed 2, ")
+    trained.run_experiments(SPEC, "proxy", (0, 1, 2), progress=False)
+    assert capsys.readouterr().err == ""  # --quiet stays quiet
+
+
 def test_too_few_seeds_is_an_error():
     with pytest.raises(runner.ReproductionError, match="at least 3 seeds"):
         trained.run_experiments(SPEC, "proxy", (0, 1))
