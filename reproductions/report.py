@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from reproductions import proxy_figures, runner
+from reproductions import trained as trained_runs
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TRAINED_FIDELITIES = ("proxy", "full")
@@ -429,7 +430,7 @@ def _common_description(descriptions: list[str]) -> str:
 
 def _trained_block(n: int, fidelity: str, trained: dict, paper_rows: pd.DataFrame) -> dict:
     df, provenance = trained["df"], trained["provenance"]
-    runs = [r for row_runs in provenance.get("seed_runs", {}).values() for r in row_runs]
+    runs = trained_runs.distinct_runs([r for row_runs in provenance.get("seed_runs", {}).values() for r in row_runs])
     seconds = [r["seconds"] for r in runs if r.get("seconds") is not None]
     machines = Counter(r.get("machine") for r in runs if r.get("machine"))
     if not machines and _machine_text(provenance):

@@ -112,6 +112,10 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                                          strategy=strategy, precision=precision,
                                          max_steps=SMOKE_STEPS if smoke_test else None,
                                          max_eval=SMOKE_EVAL_IMAGES if smoke_test else None)
+                # Which training this is: rows that train the same model share one (Tab. 7's
+                # spans 5, 9, 17 at the small scale), and a table's time counts it once.
+                trained_seed = dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, seed=seed))
+                result = {**result, "run": experiments.workdir(trained_seed, seed, data_dir).parent.name}
                 results.setdefault(row, []).append(result)
                 done += 1
                 bar.update()
@@ -269,6 +273,18 @@ def compare_runs(previous: dict, current: dict) -> list[dict]:
     return rows
 
 
+def distinct_runs(runs: list[dict]) -> list[dict]:
+    """One record per training: rows that train the same model share a run (its "run" id, the
+    cache folder's name and seed); records older than that id count as their own run."""
+    seen, distinct = set(), []
+    for r in runs:
+        key = (r.get("run"), r.get("seed")) if r.get("run") else id(r)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(r)
+    return distinct
+
+
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
                       smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> pd.DataFrame:
@@ -293,12 +309,13 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         # Training loss against step, per seed: did it flatten before the comparison? (report)
         curves={row: {str(r["seed"]): r.get("curve", []) for r in row_runs} for row, row_runs in results.items()},
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
-        seed_runs={row: [{"seed": r["seed"], "seconds": r.get("seconds"), "train_seconds": r.get("train_seconds"),
-                          "machine": machine.summary(r.get("machine"))} for r in row_runs]
+        seed_runs={row: [{"seed": r["seed"], "run": r.get("run"), "seconds": r.get("seconds"),
+                          "train_seconds": r.get("train_seconds"), "machine": machine.summary(r.get("machine"))}
+                         for r in row_runs]
                    for row, row_runs in results.items()},
         # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
         model_counts={row: row_runs[0]["model"] for row, row_runs in results.items() if row_runs[0].get("model")},
-        training_seconds=round(sum(r.get("seconds") or 0 for r in runs), 1))
+        training_seconds=round(sum(r.get("seconds") or 0 for r in distinct_runs(runs)), 1))
     if previous and previous.get("config_hash") == record["config_hash"] and previous.get("values") \
             and previous.get("values") != values:
         comparison = compare_runs(previous["values"], values)

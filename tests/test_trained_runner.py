@@ -69,6 +69,21 @@ def test_a_run_logged_to_a_file_prints_a_line_per_run(monkeypatch, capsys):
     assert capsys.readouterr().err == ""  # --quiet stays quiet
 
 
+def test_rows_that_train_the_same_model_count_as_one_run(monkeypatch):
+    # At the small scale Tab. 7's spans 5, 9 and 17 all become span 1: one training per seed.
+    from reproductions.table7 import SPEC as TABLE7
+    from training import experiments
+
+    monkeypatch.setattr(experiments, "run", lambda experiment, seed, **_: {"seed": seed, "seconds": 100.0,
+                                                                          "metrics": {"PQ": 40.0}})
+    results = trained.run_experiments(TABLE7, "proxy", (0, 1, 2), progress=False)
+    runs = [r for row_runs in results.values() for r in row_runs]
+    assert len(runs) == 18 and len(trained.distinct_runs(runs)) == 12
+    assert results["axial-resnet-l-span5"][1]["run"] == results["axial-resnet-l-span17"][1]["run"]
+    assert results["axial-resnet-l-span5"][1]["run"] != results["axial-resnet-l-span5"][2]["run"]
+    assert len(trained.distinct_runs([{"seed": 0}, {"seed": 0}])) == 2  # records without an id stay apart
+
+
 def test_too_few_seeds_is_an_error():
     with pytest.raises(runner.ReproductionError, match="at least 3 seeds"):
         trained.run_experiments(SPEC, "proxy", (0, 1))
