@@ -79,10 +79,10 @@ def _point(ax, x, line, color, label=None, marker="o"):
     return mean
 
 
-def _ratio_axis(ax, ticks):
+def _ratio_axis(ax, ticks, labels=None):
     """A log2 x-axis labelled at the given values (spans, test resolution ratios)."""
     ax.set_xscale("log", base=2)
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xticks(ticks, labels or [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
 
@@ -117,10 +117,19 @@ def figure3(df: pd.DataFrame, provenance: dict):
     return fig
 
 
-def span(df: pd.DataFrame):
-    """Tab. 7's proxy PQ / AP / mIoU against the paper's span (the proxy's span is scaled with
-    its feature maps); ResNet-101's proxy as a dashed line."""
+def proxy_spans(scale: str) -> dict[int, int]:
+    """{the paper's span: the span the proxy trained at `scale`} for Tab. 7's rows."""
+    from reproductions import table7, trained
+
+    declared = dict(trained.declared(table7.SPEC, "proxy", scale))
+    return {s: dict(declared[row].backbone_changes).get("span", s) for s, row in SPANS.items() if row in declared}
+
+
+def span(df: pd.DataFrame, scale: str = "small"):
+    """Tab. 7's proxy PQ / AP / mIoU against the paper's span, each tick naming the span the
+    proxy trained (scaled with its feature maps); ResNet-101's proxy as a dashed line."""
     plt = _pyplot()
+    trained_spans = proxy_spans(scale)
     metrics = [m for m in ("PQ", "AP", "mIoU") if (df["metric"] == m).any()]
     fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(9, 3.2), squeeze=False)
     spans = list(SPANS)
@@ -135,12 +144,12 @@ def span(df: pd.DataFrame):
         baseline = _cell(df, "resnet101", metric)
         if baseline is not None:
             ax.axhline(float(baseline["measured"]), color="C3", ls="--", lw=1, label="ResNet-101")
-        ax.set(xlabel="axial span m (the paper's)",
+        ax.set(xlabel="axial span m: the paper's (the proxy's)",
                ylabel=f"{metric} (%), {PROXY_LABEL}")
-        _ratio_axis(ax, spans)
+        _ratio_axis(ax, spans, [f"{s}\n({trained_spans[s]})" if s in trained_spans else f"{s}" for s in spans])
         ax.legend(fontsize=7)
-    fig.suptitle("Tab. 7 span ablation, proxy (measured): the span scaled with the proxy's feature maps; "
-                 "mean ± std, dots = seeds", fontsize=9)
+    fig.suptitle(f"Tab. 7 span ablation, proxy (measured, {scale} scale): mean ± std, dots = seeds\n"
+                 "the span scaled with the proxy's feature maps; equal proxy spans are one training", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -235,8 +244,8 @@ def draw_all() -> list[Path]:
     t9, p9 = load_proxy(9)
     written.append(_save_or_remove(figure3(t9, p9) if t9 is not None and p9.get("model_counts") else None,
                                    FIGURE3))
-    t7, _ = load_proxy(7)
-    written.append(_save_or_remove(span(t7) if t7 is not None else None, SPAN))
+    t7, p7 = load_proxy(7)
+    written.append(_save_or_remove(span(t7, p7.get("proxy_scale") or "small") if t7 is not None else None, SPAN))
     t2, _ = load_proxy(2)
     has_ratios = t2 is not None and any(len(scale_stress_ratios(t2, row)) > 1 for row in SCALE_STRESS_ROWS)
     written.append(_save_or_remove(scale_stress(t2) if has_ratios else None, SCALE_STRESS))

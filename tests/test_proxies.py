@@ -34,6 +34,11 @@ def test_spans_keep_the_papers_ratio_to_the_feature_map():
     # Large scale, 257 px: 17-row maps, where the five spans stay five.
     spans = {row: dict(e.backbone_changes).get("span") for row, e in trained.declared(table7, "proxy", "large")}
     assert [spans[f"axial-resnet-l-span{s}"] for s in (5, 9, 17, 33, 65)] == [1, 3, 5, 9, 17]
+    # The span figure's ticks name the same spans.
+    from reproductions import proxy_figures
+
+    assert proxy_figures.proxy_spans("small") == {5: 1, 9: 1, 17: 1, 33: 3, 65: 5}
+    assert proxy_figures.proxy_spans("large") == {5: 1, 9: 3, 17: 5, 33: 9, 65: 17}
     # Global attention stays global; the Full models' local span 15 at 224 px scales with the image.
     assert proxies.classification("axial-resnet-conv-stem-w0.5").backbone_changes == ()
     assert proxies.classification("full-axial-resnet-w0.5").backbone_changes == (("span", 5),)
