@@ -275,10 +275,11 @@ def compare_runs(previous: dict, current: dict) -> list[dict]:
 
 def distinct_runs(runs: list[dict]) -> list[dict]:
     """One record per training: rows that train the same model share a run (its "run" id, the
-    cache folder's name and seed); records older than that id count as their own run."""
+    name of its cache folder, which is keyed by what is trained, seed included); records older
+    than that id count as their own run."""
     seen, distinct = set(), []
     for r in runs:
-        key = (r.get("run"), r.get("seed")) if r.get("run") else id(r)
+        key = r.get("run") or id(r)
         if key not in seen:
             seen.add(key)
             distinct.append(r)
