@@ -254,6 +254,7 @@ def test_unwritable_report_file_from_a_permission_error(tmp_path, monkeypatch):
         write_atomic(tmp_path / "report" / "index.html", "x")
 
 
+@pytest.mark.heavy
 def test_a_clean_checkout_stays_clean(tmp_path):
     """`run_all.py --check` and a plain re-run leave a committed checkout as it was (git status
     empty): --check writes nothing, and re-running unchanged code rewrites no output."""

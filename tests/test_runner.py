@@ -175,6 +175,7 @@ def test_run_all_rejects_bad_input_in_one_line(args, message, capsys):
     assert len(captured.err.strip().splitlines()) == 1 and not captured.out
 
 
+@pytest.mark.heavy
 def test_run_all_check_end_to_end_writes_nothing_and_catches_a_stale_table(output_dir):
     import shutil
 
