@@ -3,11 +3,11 @@ tiny model of every family, built the same way in a TensorFlow and a JAX process
 
 Run as `python tests/backend_models.py DIR` (KERAS_BACKEND picks the backend): for each model,
 loads DIR/<name>.weights.h5 and DIR/inputs.npz, and writes DIR/<backend>.npz with the outputs
-in inference mode, and for the single layers in training mode too.  `save(DIR)` first writes the weights: Keras' own
-initialisers, then every batch norm randomised with bounded gain (gamma in [0.5, 1], beta and
-moving mean ~ N(0, 0.1), moving variance in [1, 2]), as the deeplab2 oracle does: every weight
-matters (no block starts as the identity) and the network stays well conditioned, so the
-comparison measures the backends, not an exploding activation.
+in inference mode, and for the single layers in training mode too.  `save(DIR)` first writes
+the weights: Keras' own initialisers, then every batch norm randomised with bounded gain (gamma
+in [0.5, 1], beta and moving mean ~ N(0, 0.1), moving variance in [1, 2]), as the deeplab2
+oracle does: every weight matters (no block starts as the identity) and the network stays well
+conditioned, so the comparison measures the backends, not an exploding activation.
 """
 
 from __future__ import annotations
