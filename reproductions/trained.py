@@ -76,6 +76,52 @@ def output_stem(spec: TableSpec, fidelity: str) -> str:
     return f"table{spec.table}.{fidelity}"
 
 
+def as_run(experiment, smoke_test: bool):
+    """The experiment as it is run: a smoke test trains batches of 2 without warm-up."""
+    import dataclasses
+
+    if not smoke_test:
+        return experiment
+    return dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, batch_size=2,
+                                                                      warmup_steps=0))
+
+
+def metrics_file(experiment, seed: int, data_dir=None, smoke_test: bool = False):
+    """Where training.experiments.run finds a seed's metrics once it has run: the first thing it
+    looks up, here without running anything (tests/test_trained_runner.py checks they agree)."""
+    import dataclasses
+
+    from training import experiments
+
+    experiment = as_run(experiment, smoke_test)
+    recipe = dataclasses.replace(experiment.recipe, seed=seed)
+    if smoke_test and SMOKE_STEPS < recipe.steps:
+        recipe = dataclasses.replace(recipe, steps=SMOKE_STEPS, checkpoint_every=SMOKE_STEPS)
+    experiment = dataclasses.replace(experiment, recipe=recipe)
+    key = experiments.evaluation_key(experiment, SMOKE_EVAL_IMAGES if smoke_test else None)
+    return experiments.workdir(experiment, seed, data_dir) / f"metrics-{key}.json"
+
+
+def refuse_untrainable(spec: TableSpec, pairs, seeds, data_dir=None, smoke_test: bool = False):
+    """A one-line error, before anything trains, when a model that would train here meets a
+    known library bug (runtime/known_problems.py); seeds already trained are read, not trained,
+    so they need no check.  Each model is built once, and only where a bug can strike."""
+    from runtime import known_problems
+    from training import experiments
+
+    if not known_problems.onednn_bug_can_strike():
+        return
+    verdicts = {}
+    for row, experiment in pairs:
+        if all(metrics_file(experiment, seed, data_dir, smoke_test).exists() for seed in seeds):
+            continue
+        model_spec = experiments.model_spec(experiment, num_classes=2)
+        if repr(model_spec) not in verdicts:
+            verdicts[repr(model_spec)] = known_problems.training_refusal(model_spec.build(tuple(experiment.input_size)))
+        if verdicts[repr(model_spec)]:
+            raise ReproductionError(f"table {spec.table}, row {row}: {verdicts[repr(model_spec)]}")
+
+
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
                     smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> dict[str, list[dict]]:
@@ -102,9 +148,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     done = 0
     try:
         for row, experiment in pairs:
-            if smoke_test:
-                recipe = dataclasses.replace(experiment.recipe, batch_size=2, warmup_steps=0)
-                experiment = dataclasses.replace(experiment, recipe=recipe)
+            experiment = as_run(experiment, smoke_test)
             for seed in seeds:
                 bar.set_postfix_str(f"{row} seed {seed}")
                 started = time.monotonic()
@@ -292,6 +336,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
     from runtime import machine
 
+    refuse_untrainable(spec, experiments_of(spec, fidelity, proxy_scale, rows), seeds, data_dir, smoke_test)
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
                               proxy_scale, rows)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)

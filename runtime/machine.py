@@ -70,6 +70,11 @@ def describe(with_device: bool = True) -> dict:
     import keras
 
     info = {"cpu": cpu(), "backend": keras.backend.backend()}
+    if info["backend"] == "tensorflow":
+        from runtime.known_problems import tensorflow_onednn_on
+
+        # Its CPU kernels: oneDNN's (the default on x86) or TensorFlow's own (TF_ENABLE_ONEDNN_OPTS=0).
+        info["onednn"] = tensorflow_onednn_on()
     if with_device:
         info["device"] = device()
     return info
@@ -80,7 +85,7 @@ def same_numerics(a: dict | None, b: dict | None) -> bool:
     flags, backend and device); only then can trained numbers be expected to repeat exactly."""
     if not a or not b:
         return False
-    keys = ("backend", "device")
+    keys = ("backend", "device", "onednn")
     return all(a.get(k) == b.get(k) for k in keys) and \
         (a.get("cpu", {}).get("model"), a.get("cpu", {}).get("flags")) == \
         (b.get("cpu", {}).get("model"), b.get("cpu", {}).get("flags"))
@@ -92,5 +97,6 @@ def summary(info: dict | None) -> str:
         return "unknown machine"
     c = info.get("cpu", {})
     flags = ", ".join(c.get("flags", [])) or "no listed flags"
+    kernels = " (oneDNN off)" if info.get("onednn") is False else ""
     return (f"{c.get('model', '?')}, {c.get('cores', '?')} cores ({flags}), "
-            f"{info.get('backend', '?')} on {info.get('device', '?')}")
+            f"{info.get('backend', '?')}{kernels} on {info.get('device', '?')}")

@@ -167,6 +167,14 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
     assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
     assert "smoke test (2 steps of batch 2, 8 evaluation images: not results; nothing written)" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
+    # trained.metrics_file finds what experiments.run wrote, for runs and smoke tests alike: the
+    # check for library bugs (test below) skips exactly the seeds that will not train.
+    import reproductions.table1 as table1
+
+    for _, experiment in table1.SPEC.proxy:
+        assert all(trained.metrics_file(experiment, seed).exists() for seed in (0, 1, 2))
+        assert trained.metrics_file(experiment, 5, smoke_test=True).exists()
+        assert not trained.metrics_file(experiment, 5).exists()
 
 
 @pytest.mark.xdist_group("tiny-table1")
@@ -202,3 +210,60 @@ def test_rows_not_trained_yet_say_so_and_unknown_rows_are_refused():
     assert [row for row, _ in chosen] == ["resnet50"]
     with pytest.raises(runner.ReproductionError, match="no proxy experiment for row lr-net-50"):
         trained.experiments_of(SPEC, "proxy", rows=("lr-net-50",))
+
+
+def test_a_model_a_library_bug_would_mistrain_is_refused_before_anything_trains(monkeypatch, tmp_path):
+    # oneDNN issue 6035 (runtime/known_problems.py): the Full Axial-ResNet's stem has a strided 1x1
+    # convolution on the 3-channel image, whose weight gradient TensorFlow + oneDNN gets wrong or
+    # aborts on.  Patched to strike, so the check runs the same where oneDNN is off by default.
+    from runtime import known_problems
+    from training import experiments
+
+    monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: True)
+    pairs = dict(trained.experiments_of(SPEC, "proxy"))
+    full = (("full-axial-attention", pairs["full-axial-attention"]),)
+    with pytest.raises(runner.ReproductionError, match=r"^table 1, row full-axial-attention: .*stem_block1_shortcut"
+                                                       r".*--backend jax, or with TF_ENABLE_ONEDNN_OPTS=0$"):
+        trained.refuse_untrainable(SPEC, full, (0, 1, 2))
+    trained.refuse_untrainable(SPEC, (("conv-stem-axial-attention", pairs["conv-stem-axial-attention"]),), (0, 1, 2))
+
+    # Seeds already trained are read, not trained: no model to check.
+    for seed in (0, 1, 2):
+        path = trained.metrics_file(pairs["full-axial-attention"], seed)
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+    monkeypatch.setattr(known_problems, "training_refusal", lambda _: pytest.fail("checked a model that will not train"))
+    trained.refuse_untrainable(SPEC, full, (0, 1, 2))
+    with pytest.raises(pytest.fail.Exception):  # a seed not trained yet is checked
+        trained.refuse_untrainable(SPEC, full, (0, 1, 2, 3))
+    # Where oneDNN is off (or under JAX, or on a GPU) nothing is refused, and nothing is checked.
+    monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: False)
+    trained.refuse_untrainable(SPEC, full, (3,))
+
+
+def test_only_strided_pointwise_convolutions_on_few_channels_are_flagged():
+    import keras
+
+    from runtime import known_problems
+
+    image = keras.Input((16, 16, 3))
+    wide = keras.layers.Conv2D(16, 3, name="wide")(image)
+    model = keras.Model(image, [keras.layers.Conv2D(8, 1, strides=2, name="strided_on_3")(image),
+                                keras.layers.Conv2D(8, 1, name="unstrided_on_3")(image),
+                                keras.layers.Conv2D(8, 3, strides=2, name="three_by_three_on_3")(image),
+                                keras.layers.Conv2D(8, 1, strides=2, name="strided_on_16")(wide)])
+    assert known_problems.strided_pointwise_convolutions(model) == ["strided_on_3"]
+
+
+def test_tensorflow_says_whether_onednn_is_off():
+    import subprocess
+    import sys
+
+    script = ("from runtime import backend; backend.choose('tensorflow'); "
+              "from runtime import known_problems, machine; "
+              "print(known_problems.tensorflow_onednn_on(), known_problems.onednn_bug_can_strike(), "
+              "machine.describe(with_device=False)['onednn'])")
+    env = {**__import__("os").environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
