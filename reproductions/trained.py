@@ -102,16 +102,19 @@ def metrics_file(experiment, seed: int, data_dir=None, smoke_test: bool = False)
     return experiments.workdir(experiment, seed, data_dir) / f"metrics-{key}.json"
 
 
+_REFUSALS: dict[str, str | None] = {}  # model spec -> why it cannot train here (None: it can)
+
+
 def refuse_untrainable(spec: TableSpec, pairs, seeds, data_dir=None, smoke_test: bool = False):
     """A one-line error, before anything trains, when a model that would train here meets a
     known library bug (runtime/known_problems.py); seeds already trained are read, not trained,
-    so they need no check.  Each model is built once, and only where a bug can strike."""
+    so they need no check.  Each model is built once per process, and only where a bug can strike."""
     from runtime import known_problems
     from training import experiments
 
     if not known_problems.onednn_bug_can_strike():
         return
-    verdicts = {}
+    verdicts = _REFUSALS
     for row, experiment in pairs:
         if all(metrics_file(experiment, seed, data_dir, smoke_test).exists() for seed in seeds):
             continue

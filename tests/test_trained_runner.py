@@ -220,6 +220,7 @@ def test_a_model_a_library_bug_would_mistrain_is_refused_before_anything_trains(
     from training import experiments
 
     monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(trained, "_REFUSALS", {})
     monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: True)
     pairs = dict(trained.experiments_of(SPEC, "proxy"))
     full = (("full-axial-attention", pairs["full-axial-attention"]),)
@@ -228,18 +229,35 @@ def test_a_model_a_library_bug_would_mistrain_is_refused_before_anything_trains(
         trained.refuse_untrainable(SPEC, full, (0, 1, 2))
     trained.refuse_untrainable(SPEC, (("conv-stem-axial-attention", pairs["conv-stem-axial-attention"]),), (0, 1, 2))
 
-    # Seeds already trained are read, not trained: no model to check.
+    # Seeds already trained are read, not trained: not checked (else the refusal above repeats).
     for seed in (0, 1, 2):
         path = trained.metrics_file(pairs["full-axial-attention"], seed)
         path.parent.mkdir(parents=True)
         path.write_text("{}")
-    monkeypatch.setattr(known_problems, "training_refusal", lambda _: pytest.fail("checked a model that will not train"))
     trained.refuse_untrainable(SPEC, full, (0, 1, 2))
-    with pytest.raises(pytest.fail.Exception):  # a seed not trained yet is checked
+    with pytest.raises(runner.ReproductionError, match="stem_block1_shortcut"):  # seed 3 would train
         trained.refuse_untrainable(SPEC, full, (0, 1, 2, 3))
     # Where oneDNN is off (or under JAX, or on a GPU) nothing is refused, and nothing is checked.
+    monkeypatch.setattr(trained, "_REFUSALS", {})
     monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: False)
+    monkeypatch.setattr(known_problems, "training_refusal", lambda _: pytest.fail("checked a model"))
     trained.refuse_untrainable(SPEC, full, (3,))
+
+
+def test_run_all_refuses_before_training_any_table(monkeypatch, output_dir, capsys):
+    import run_all
+    from runtime import known_problems
+    from training import experiments
+
+    monkeypatch.setattr(experiments, "CACHE_DIR", output_dir / "cache")
+    monkeypatch.setattr(trained, "_REFUSALS", {})
+    monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: True)
+    monkeypatch.setattr(experiments, "run", lambda *_, **__: pytest.fail("trained before refusing"))
+    argv = ["--tables", "1", "--fidelity", "proxy", "--rows", "resnet50,full-axial-attention", "--quiet"]
+    assert run_all.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: table 1, row full-axial-attention: ") and "\n" not in error
+    assert not (output_dir / "tables").exists()
 
 
 def test_only_strided_pointwise_convolutions_on_few_channels_are_flagged():
