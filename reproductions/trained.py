@@ -102,6 +102,22 @@ def metrics_file(experiment, seed: int, data_dir=None, smoke_test: bool = False)
     return experiments.workdir(experiment, seed, data_dir) / f"metrics-{key}.json"
 
 
+def check_inputs(fidelity: str, pairs, seeds, data_dir=None, smoke_test: bool = False):
+    """The one-line input errors a run meets first (too few seeds, a missing dataset folder),
+    raised before any model is checked or trained."""
+    from training import experiments
+
+    if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
+        raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
+                                f"got {len(seeds)}")
+    try:
+        for _, experiment in pairs:
+            if not experiment.data.is_proxy:
+                experiments._dataset_dir(data_dir, experiment.data.name)
+    except experiments.ExperimentError as error:
+        raise ReproductionError(str(error)) from None
+
+
 _REFUSALS: dict[str, str | None] = {}  # model spec -> why it cannot train here (None: it can)
 
 
@@ -138,9 +154,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     from training.recipe import TrainingError
 
     pairs = experiments_of(spec, fidelity, proxy_scale, rows)
-    if fidelity == "proxy" and len(seeds) < MIN_PROXY_SEEDS and not smoke_test:
-        raise ReproductionError(f"proxy results are a mean and std over at least {MIN_PROXY_SEEDS} seeds; "
-                                f"got {len(seeds)}")
+    check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
     results: dict[str, list[dict]] = {}
     total = len(pairs) * len(seeds)
     bar = tqdm(total=total, desc=f"table {spec.table} {fidelity}", unit="run", file=sys.stderr,
@@ -339,7 +353,9 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
     from runtime import machine
 
-    refuse_untrainable(spec, experiments_of(spec, fidelity, proxy_scale, rows), seeds, data_dir, smoke_test)
+    pairs = experiments_of(spec, fidelity, proxy_scale, rows)
+    check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
+    refuse_untrainable(spec, pairs, seeds, data_dir, smoke_test)
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
                               proxy_scale, rows)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
