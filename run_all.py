@@ -192,9 +192,8 @@ def run_trained(args) -> int:
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
     for spec in specs:  # fail before any training
-        pairs = trained.experiments_of(spec, args.fidelity, args.proxy_scale, args.row_list)
-        trained.check_inputs(args.fidelity, pairs, args.seed_list, args.data_dir, args.smoke_test)
-        trained.refuse_untrainable(spec, pairs, args.seed_list, args.data_dir, args.smoke_test)
+        trained.preflight(spec, args.fidelity, args.seed_list, args.data_dir, args.smoke_test, args.proxy_scale,
+                          args.row_list)
     for spec in specs:
         df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
                                        args.strategy, args.precision, args.smoke_test, args.proxy_scale,

@@ -130,15 +130,26 @@ def refuse_untrainable(spec: TableSpec, pairs, seeds, data_dir=None, smoke_test:
 
     if not known_problems.onednn_bug_can_strike():
         return
-    verdicts = _REFUSALS
     for row, experiment in pairs:
         if all(metrics_file(experiment, seed, data_dir, smoke_test).exists() for seed in seeds):
             continue
         model_spec = experiments.model_spec(experiment, num_classes=2)
-        if repr(model_spec) not in verdicts:
-            verdicts[repr(model_spec)] = known_problems.training_refusal(model_spec.build(tuple(experiment.input_size)))
-        if verdicts[repr(model_spec)]:
-            raise ReproductionError(f"table {spec.table}, row {row}: {verdicts[repr(model_spec)]}")
+        key = repr(model_spec)
+        if key not in _REFUSALS:
+            _REFUSALS[key] = known_problems.training_refusal(model_spec.build(tuple(experiment.input_size)))
+        if _REFUSALS[key]:
+            raise ReproductionError(f"table {spec.table}, row {row}: {_REFUSALS[key]}")
+
+
+def preflight(spec: TableSpec, fidelity: str, seeds, data_dir=None, smoke_test: bool = False,
+              proxy_scale: str = "small", rows=None) -> tuple:
+    """Every one-line error a table's run can be refused with, in the order a user meets them
+    (no such experiments or rows, input errors, a library bug), before anything trains; returns
+    the (row, Experiment) pairs to run."""
+    pairs = experiments_of(spec, fidelity, proxy_scale, rows)
+    check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
+    refuse_untrainable(spec, pairs, seeds, data_dir, smoke_test)
+    return pairs
 
 
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
@@ -353,9 +364,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     """Run, compare and (unless a smoke test) write one table at a training fidelity."""
     from runtime import machine
 
-    pairs = experiments_of(spec, fidelity, proxy_scale, rows)
-    check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
-    refuse_untrainable(spec, pairs, seeds, data_dir, smoke_test)
+    preflight(spec, fidelity, seeds, data_dir, smoke_test, proxy_scale, rows)
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
                               proxy_scale, rows)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)

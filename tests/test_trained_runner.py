@@ -275,6 +275,7 @@ def test_only_strided_pointwise_convolutions_on_few_channels_are_flagged():
 
 
 def test_tensorflow_says_whether_onednn_is_off():
+    import os
     import subprocess
     import sys
 
@@ -282,6 +283,6 @@ def test_tensorflow_says_whether_onednn_is_off():
               "from runtime import known_problems, machine; "
               "print(known_problems.tensorflow_onednn_on(), known_problems.onednn_bug_can_strike(), "
               "machine.describe(with_device=False)['onednn'])")
-    env = {**__import__("os").environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
