@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
+from pathlib import Path
 
-from runtime import backend
+from runtime import backend, processes
+from runtime.cli import OneLineParser, UsageError, check_writable
+from runtime.files import CACHE_ROOT
 from training.recipe import PRECISIONS, STRATEGIES
 
 FIDELITIES = ("count", "proxy", "full")
 DEFAULT_SEEDS = (0, 1, 2)  # training.experiments.PROXY_SEEDS, without importing it
+# Seeds reach keras.utils.set_random_seed, whose numpy.random.seed takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 # reproductions.proxies.SCALES (names and default seeds), without importing it.
 PROXY_SCALES = ("small", "large")
 LARGE_SCALE_SEEDS = (0, 1, 2, 3, 4)
@@ -43,18 +49,7 @@ FIGURES = {
     "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
 # Flags that only mean something when training; at count fidelity they are refused, not ignored.
-TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows")
-
-
-class UsageError(Exception):
-    """Bad command-line input: one line, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but its errors are one line (no usage dump): `error: ... (see --help)`."""
-
-    def error(self, message):
-        raise UsageError(f"{message} (see --help)")
+TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows", "retrain")
 
 
 def parse_tables(text: str | None) -> list[int]:
@@ -76,6 +71,9 @@ def parse_seeds(text: str | None) -> tuple[int, ...]:
     if not all(p.isdigit() for p in parts):
         raise UsageError(f"--seeds takes comma-separated non-negative integers, got {text!r}")
     seeds = [int(p) for p in parts]
+    too_large = [s for s in seeds if s > MAX_SEED]
+    if too_large:
+        raise UsageError(f"--seeds: seed {too_large[0]} is too large; seeds are 0 to 2**32 - 1 = {MAX_SEED}")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise UsageError(f"--seeds lists seed {', '.join(map(str, repeated))} more than once: each seed is "
@@ -127,6 +125,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke-test", action="store_true",
                         help="training fidelities: 2 steps of batch 2 per experiment and seed, evaluated on 8 "
                              "images, to check the code path end to end; prints the metrics and writes no table")
+    parser.add_argument("--retrain", action="store_true",
+                        help="training fidelities: train every run again from scratch; without it, a run whose "
+                             "result is committed in tables/ (same configuration, and a numerical fingerprint "
+                             "today's code reproduces) or cached under .cache/ is read, not trained")
     parser.add_argument("--check", action="store_true",
                         help="CI comparison, writing nothing: exit non-zero if a count differs from the "
                              "golden counts, a cell is outside tolerance and not a recorded finding, or a "
@@ -155,6 +157,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """Parse and validate everything that needs no library; UsageError on bad input."""
     args = make_parser().parse_args(normalise_argv(argv))
     args.table_list = parse_tables(args.tables)
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output-dir is empty: name a folder (without --output-dir, outputs go to the "
+                         "repository's tables/, figures/ and report/)")
     if args.fidelity == "count":
         given = [f"--{name.replace('_', '-')}" for name in TRAINING_FLAGS if getattr(args, name) not in (None, False)]
         if given:
@@ -193,20 +198,21 @@ def run_trained(args) -> int:
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
     for spec in specs:  # fail before any training
         trained.preflight(spec, args.fidelity, args.seed_list, args.data_dir, args.smoke_test, args.proxy_scale,
-                          args.row_list)
+                          args.row_list, args.retrain)
     for spec in specs:
         df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
                                        args.strategy, args.precision, args.smoke_test, args.proxy_scale,
-                                       args.row_list)
+                                       args.row_list, args.retrain)
         if args.smoke_test:
             print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
                   "nothing written):")
-            for _, r in df.iterrows():
+            for _, r in df[df["seeds"] != ""].iterrows():  # the rows that ran (--rows picks some)
                 print(f"  {r['row']} {r['metric']}: {r['measured']} (seeds {r['seeds']})")
             continue
         status = ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().items())
         print(f"table {spec.table}: {runner.shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
               f"({status})")
+        print(trained.cells_summary(df, args.fidelity))
     if not args.smoke_test:
         from reproductions import claims
 
@@ -258,6 +264,11 @@ def run_counts(args) -> int:
         stale += claims.stale()
     counts = {p: runner.measure_counts(p) for n in tables
               for p in importlib.import_module(TABLES[n]).SPEC.presets}
+    if args.check:  # a difference from the golden counts is confirmed by counting again, not read from a cache
+        golden = runner.load_golden()
+        for name, c in counts.items():
+            if name in golden and (golden[name]["params"], golden[name]["madds"]) != (c["params"], c["madds"]):
+                counts[name] = runner.recount(name)
     if args.update_golden:
         runner.update_golden(counts)
         print(f"golden counts updated for {len(counts)} presets: {runner.shown(runner.GOLDEN_FILE)}")
@@ -277,10 +288,26 @@ def run_counts(args) -> int:
     return 0
 
 
+def check_folders(args) -> None:
+    """Before any library loads or any work starts: the output folders this run writes (--output-dir,
+    else $AXIAL_DEEPLAB_OUTPUT_DIR, else the repository) and the cache folder can be written;
+    UsageError if not.  (--check and --smoke-test write no outputs.)"""
+    if not (args.check or args.smoke_test):
+        if args.output_dir is not None:
+            where, output = "--output-dir", Path(args.output_dir)
+        elif os.environ.get("AXIAL_DEEPLAB_OUTPUT_DIR"):
+            where, output = "AXIAL_DEEPLAB_OUTPUT_DIR", Path(os.environ["AXIAL_DEEPLAB_OUTPUT_DIR"])
+        else:
+            where, output = "the output folder", Path(__file__).resolve().parent
+        check_writable([output / "tables", output / "figures", output / "report"], where)
+    check_writable([CACHE_ROOT], "the cache folder; AXIAL_DEEPLAB_CACHE_DIR moves it")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parse_arguments(argv)
+        check_folders(args)
         backend.choose(args.backend)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -296,17 +323,21 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.files import WriteError
 
     try:
-        if args.output_dir:
+        if args.output_dir is not None:
             runner.use_output_dir(args.output_dir)
         return run_counts(args) if args.fidelity == "count" else run_trained(args)
     except (runner.ReproductionError, WriteError, DatasetError, backend.BackendError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished counts and training checkpoints are kept; run the same command "
-              "again to continue", file=sys.stderr)
+        processes.interrupt_reported.set()
+        print(processes.INTERRUPTED, file=sys.stderr, flush=True)
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    processes.exit_promptly_on_interrupt()  # Ctrl-C ends the run within a second, on either backend
+    code = main()
+    if processes.interrupt_reported.is_set():
+        processes.exit_after_interrupt(code)
+    sys.exit(code)

@@ -13,7 +13,8 @@ at continuous coordinates, glyphs resized to their box and thresholded at half
 intensity, and the ground truth is the painted mask itself, so it is exact at every
 resolution (what the scale stress test needs).  `write_dataset` writes scenes in the
 COCO panoptic layout that data/coco_panoptic.py reads, so the proxy exercises the real
-reader.  Nothing is downloaded.
+reader.  Nothing is downloaded.  A prepared data set is built in a staging folder and
+renamed into place (runtime/files.py's `staging_folder`; training/experiments.py).
 """
 
 from __future__ import annotations

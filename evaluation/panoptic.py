@@ -6,7 +6,9 @@
 Prints the same per-class and All / Things / Stuff table as the official script
 (COCO panopticapi, Cityscapes' evalPanopticSemanticLabeling).  A PNG holds segment ids
 as R + 256 G + 256^2 B; the JSON describes each segment (id, category_id, iscrowd, area).
-Bad input stops with a one-line error naming the file and exit code 2.
+Bad input stops with a one-line error naming the file (and, for a field of the wrong type, the
+field: `annotations[0].segments_info[2].category_id`) and exit code 2; the JSONs are checked
+whole before any PNG is read, and nothing is written.
 
 Like the official script, ground-truth areas are the JSON's `area` fields and ground-truth
 PNG ids the JSON does not describe are skipped (evaluation/panoptic_quality.py); where the
@@ -16,8 +18,8 @@ result is the official one.
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.panoptic_quality import PanopticQuality, Segment
+from runtime.cli import OneLineParser, UsageError
 
 
 class InputError(Exception):
@@ -42,8 +45,12 @@ def load_json(path: str, what: str) -> dict:
             data = json.load(f)
     except FileNotFoundError:
         raise InputError(f"{what} JSON not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except IsADirectoryError:
+        raise InputError(f"{what} JSON is a folder, not a file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise InputError(f"{what} JSON is not valid JSON: {path} ({error})") from None
+    except OSError as error:  # permission denied, an I/O error
+        raise InputError(f"{what} JSON cannot be read: {path} ({error.strerror or error})") from None
     annotations = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(annotations, list) or not all(
             isinstance(a, dict) and {"image_id", "file_name", "segments_info"} <= set(a) for a in annotations):
@@ -52,7 +59,58 @@ def load_json(path: str, what: str) -> dict:
     if what == "ground-truth" and not (isinstance(data.get("categories"), list) and all(
             isinstance(c, dict) and "id" in c for c in data["categories"])):
         raise InputError(f"ground-truth JSON is not COCO panoptic (needs 'categories' with ids): {path}")
+    check_fields(data, path, what)
     return data
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_flag(value) -> bool:
+    return isinstance(value, (int, float)) and value in (0, 1)
+
+
+def _is_area(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_fields(data: dict, path: str, what: str) -> None:
+    """The types the evaluation relies on, field by field; InputError names the file and the
+    first field that is wrong (`annotations[3].segments_info[0].category_id is "grass"; ...`).
+    Ground-truth areas (the official PQ uses them) must be finite numbers >= 0."""
+    def wrong(field: str, value, expected: str):
+        shown = json.dumps(value)
+        shown = shown if len(shown) <= 60 else shown[:56] + " ..."
+        raise InputError(f"{what} JSON {path}: {field} is {shown}; expected {expected}")
+
+    for k, category in enumerate(data.get("categories", []) if what == "ground-truth" else []):
+        if not _is_int(category["id"]):
+            wrong(f"categories[{k}].id", category["id"], "an integer")
+        if "isthing" in category and not _is_flag(category["isthing"]):
+            wrong(f"categories[{k}].isthing", category["isthing"], "0 or 1")
+    for i, annotation in enumerate(data["annotations"]):
+        where = f"annotations[{i}]"
+        if not (_is_int(annotation["image_id"]) or isinstance(annotation["image_id"], str)):
+            wrong(f"{where}.image_id", annotation["image_id"], "an integer or a string")
+        if not isinstance(annotation["file_name"], str) or not annotation["file_name"]:
+            wrong(f"{where}.file_name", annotation["file_name"], "the PNG's file name")
+        segments = annotation["segments_info"]
+        if not isinstance(segments, list):
+            wrong(f"{where}.segments_info", segments, "a list of segments")
+        for j, segment in enumerate(segments):
+            field = f"{where}.segments_info[{j}]"
+            if not isinstance(segment, dict):
+                wrong(field, segment, "a segment ({'id': ..., 'category_id': ...})")
+            for key in ("id", "category_id"):
+                if key not in segment:
+                    raise InputError(f"{what} JSON {path}: {field} (image {annotation['image_id']!r}) lacks {key!r}")
+                if not _is_int(segment[key]):
+                    wrong(f"{field}.{key}", segment[key], "an integer")
+            if "iscrowd" in segment and not _is_flag(segment["iscrowd"]):
+                wrong(f"{field}.iscrowd", segment["iscrowd"], "0 or 1")
+            if what == "ground-truth" and "area" in segment and not _is_area(segment["area"]):
+                wrong(f"{field}.area", segment["area"], "a finite number >= 0 (pixels)")
 
 
 def load_png(folder: str, file_name: str) -> np.ndarray:
@@ -64,20 +122,19 @@ def load_png(folder: str, file_name: str) -> np.ndarray:
             array = np.array(image.convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"PNG not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"PNG is a folder, not a file: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise InputError(f"PNG cannot be read (corrupt or truncated): {path} ({error})") from None
     return rgb_to_id(array)
 
 
 def segments_of(annotation: dict, json_path: str, with_area: bool = False) -> dict[int, Segment]:
-    """The JSON's segments of one image; ground truth keeps the JSON area (the official rule)."""
-    try:
-        return {int(s["id"]): Segment(int(s["category_id"]), bool(s.get("iscrowd", 0)),
-                                      int(s["area"]) if with_area and "area" in s else None)
-                for s in annotation["segments_info"]}
-    except (KeyError, TypeError, ValueError):
-        raise InputError(f"segments_info of image {annotation['image_id']!r} lacks id or category_id: "
-                         f"{json_path}") from None
+    """The JSON's segments of one image (their fields checked by `check_fields`); ground truth
+    keeps the JSON area (the official rule)."""
+    return {int(s["id"]): Segment(int(s["category_id"]), bool(s.get("iscrowd", 0)),
+                                  int(s["area"]) if with_area and "area" in s else None)
+            for s in annotation["segments_info"]}
 
 
 def evaluate(gt_json_file: str, gt_folder: str, pred_json_file: str, pred_folder: str,
@@ -168,7 +225,7 @@ def format_results(results: dict, categories: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m evaluation.panoptic",
         description="Panoptic Quality of COCO-panoptic-format predictions, computed as the "
                     "official COCO / Cityscapes scripts do.")
@@ -177,7 +234,13 @@ def main(argv=None) -> int:
     parser.add_argument("--pred_json_file", required=True, help="prediction COCO panoptic JSON")
     parser.add_argument("--pred_folder", required=True, help="folder of predicted panoptic PNGs")
     parser.add_argument("--json", help="also write the results (per split and per class) to this file")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except (InputError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
     from runtime.files import WriteError, write_atomic
 
     try:

@@ -27,8 +27,11 @@ With --check-input/--check-outputs the converted model runs on X (inference mode
 array of Y whose key names an endpoint as deeplab2 does (stage1..stage5, res1..res5,
 backbone_output; or the panoptic outputs semantic, center, offset) is compared with the
 model's; the largest absolute difference of each is printed.  Exit 0 when all are within the
-tolerance, 1 when one is not (then nothing is written), 2 on bad input (a missing or
-unreadable file, a checkpoint of another model, an unknown preset), always with one line.
+tolerance, 1 when one is not or is not a number (NaN or inf in the model's outputs; then nothing
+is written), 2 on bad input (a missing or unreadable file, NaN or inf in X or Y, a checkpoint of
+another model, an unknown preset, an override out of range, a --tolerance that is not a finite
+number >= 0, an --output that is a folder or cannot be written), always with one line.  The
+arguments, the output path and the check files are checked before TensorFlow or JAX loads.
 
 The mapping (`deeplab2_rules`): a deeplab2 variable `<scope>/<attribute path>` goes to the
 Keras layer `keras_scope(<scope>)` (models/deeplab2.py names its layers that way) and:
@@ -54,14 +57,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from runtime.cli import OneLineParser, UsageError
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 BN_VARIABLES = "gamma|beta|moving_mean|moving_variance"
@@ -171,6 +178,15 @@ def open_deeplab2_checkpoint(path: str | Path):
                               f"{_first_line(error)})") from None
 
 
+def _build(preset, input_size):
+    """The preset's model; ConversionError when its overrides make it unbuildable (a width so
+    small that a layer gets no channels)."""
+    try:
+        return preset.build(tuple(input_size) if input_size else None)
+    except (ValueError, OverflowError) as error:
+        raise ConversionError(f"{preset.name} cannot be built with these overrides: {_first_line(error)}") from None
+
+
 def _first_line(error) -> str:
     text = str(getattr(error, "message", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -229,7 +245,7 @@ def load_deeplab2(checkpoint, preset, input_size=None) -> Conversion:
     import tensorflow as tf
 
     reader = open_deeplab2_checkpoint(checkpoint)
-    model = preset.build(tuple(input_size) if input_size else None)
+    model = _build(preset, input_size)
     plan, conversion = match_variables(reader.get_variable_to_shape_map(), model, preset)
     targets = {variable.path: variable for variable in model.weights}
     for path, (key, transform) in plan.items():
@@ -395,7 +411,7 @@ def load_axial_deeplab_pytorch(path, preset, input_size=None) -> Conversion:
     from models.layers import MAX_SPAN
 
     state = read_pytorch_state_dict(path)
-    model = preset.build(tuple(input_size) if input_size else None)
+    model = _build(preset, input_size)
     targets = {variable.path: variable for variable in model.weights}
     values: dict = {}
     conversion = Conversion(model)
@@ -481,16 +497,36 @@ def _load_check_files(input_path, outputs_path) -> tuple[np.ndarray, dict]:
         raise ConversionError(f"check input not found: {input_path}") from None
     except (ValueError, OSError, EOFError) as error:
         raise ConversionError(f"cannot read check input {input_path} as .npy ({_first_line(error)})") from None
-    if inputs.ndim != 4 or inputs.shape[-1] != 3:
-        raise ConversionError(f"check input {input_path} is {list(inputs.shape)}; expected [batch, height, width, 3]")
+    if inputs.ndim != 4 or inputs.shape[-1] != 3 or inputs.shape[0] == 0:
+        raise ConversionError(f"check input {input_path} is {list(inputs.shape)}; expected [batch, height, width, 3] "
+                              "with at least one image")
+    inputs = _finite(inputs, np.float32, f"check input {input_path}")
     try:
         with np.load(outputs_path, allow_pickle=False) as archive:
-            expected = {key: np.asarray(archive[key], np.float64) for key in archive.files}
+            expected = {key: _finite(archive[key], np.float64, f"check outputs {outputs_path}, array {key!r},")
+                        for key in archive.files}
     except FileNotFoundError:
         raise ConversionError(f"check outputs not found: {outputs_path}") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ConversionError(f"cannot read check outputs {outputs_path} as .npz ({_first_line(error)})") from None
-    return inputs.astype(np.float32), expected
+    return inputs, expected
+
+
+def _finite(array, dtype, what: str) -> np.ndarray:
+    """`array` as `dtype`; ConversionError when it is not real numbers or holds NaN or inf
+    (after the cast: 1e300 is inf in float32): a difference with a NaN is NaN, which no
+    tolerance can judge."""
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise ConversionError(f"{what} holds {array.dtype} values, not real numbers")
+    with np.errstate(over="ignore"):
+        array = array.astype(dtype)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise ConversionError(f"{what} holds {int(bad.sum())} NaN or infinite value(s) (first at {first}, "
+                              f"{array[tuple(first)]}); the check compares finite numbers")
+    return array
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -510,6 +546,8 @@ def write_weights(model, output: Path, record: dict) -> None:
         tmp_sidecar.write_text(json.dumps(record, indent=1) + "\n")
         os.replace(tmp_weights, output)
         os.replace(tmp_sidecar, sidecar)
+    except OSError as error:  # h5py's errors included; the output was checked, but the disk may fill
+        raise ConversionError(f"cannot write {output}: {error.strerror or _first_line(error)}") from None
     finally:
         for path in (tmp_weights, tmp_sidecar):
             if path.exists():
@@ -528,19 +566,45 @@ def read_sidecar(weights_path) -> dict | None:
 
 # --- command line ----------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line and exit code 2, like every other bad input."""
+def _number(text: str, low: float, low_included: bool, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or not (value >= low if low_included else value > low):
+        raise argparse.ArgumentTypeError(f"{what} must be a finite number {'>=' if low_included else '>'} "
+                                         f"{low:g}, got {text!r}")
+    return value
 
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+def tolerance_argument(text: str) -> float:
+    """--tolerance: a finite number >= 0 (NaN would pass every comparison, a negative one none)."""
+    return _number(text, 0.0, True, "the tolerance")
+
+
+def multiplier_argument(text: str) -> float:
+    """--width, --stem-width: a finite number > 0."""
+    return _number(text, 0.0, False, "a width multiplier")
+
+
+def count_argument(text: str) -> int:
+    """--num-classes: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--width", type=float, help="deeplab2's width_multiplier")
-    parser.add_argument("--stem-width", type=float, help="deeplab2's stem_width_multiplier")
+    parser.add_argument("--width", type=multiplier_argument, help="deeplab2's width_multiplier")
+    parser.add_argument("--stem-width", type=multiplier_argument, help="deeplab2's stem_width_multiplier")
     parser.add_argument("--blocks", help="deeplab2's num_blocks, four comma-separated counts (e.g. 1,1,1,1)")
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="deeplab2's output_stride")
-    parser.add_argument("--num-classes", type=int, help="panoptic presets: semantic classes (19 on Cityscapes)")
+    parser.add_argument("--num-classes", type=count_argument,
+                        help="panoptic presets: semantic classes (19 on Cityscapes)")
 
 
 def overrides_from(args) -> dict:
@@ -586,17 +650,59 @@ def resolve_preset(name: str, overrides: dict, checkpoint_format: str = "deeplab
         raise ConversionError(f"{name}: {_first_line(error)}") from None
 
 
-def convert_command(args) -> int:
-    overrides = overrides_from(args)
-    preset = resolve_preset(args.preset, overrides, args.format)
-    output = Path(args.output)
+@dataclass
+class Checked:
+    """What `check_arguments` found good, before any library loads."""
+    overrides: dict
+    output: Path
+    check: tuple[np.ndarray, dict] | None
+
+
+def check_output(output: Path) -> None:
+    """--output: OUT.weights.h5 in an existing folder that takes files, neither it nor OUT.json a
+    folder; a probe file (removed at once) finds a read-only folder before the conversion."""
     if not output.name.endswith(".weights.h5"):
         raise ConversionError(f"--output must end in .weights.h5 (Keras weights), got {output.name}")
     if not output.parent.is_dir():
         raise ConversionError(f"output folder not found: {output.parent}")
+    for path in (output, sidecar_path(output)):
+        if path.is_dir():
+            raise ConversionError(f"--output: {path} is a folder; the converter writes a file there")
+    try:
+        with tempfile.TemporaryFile(dir=output.parent, prefix=".write-probe-"):
+            pass
+    except OSError as error:
+        raise ConversionError(f"cannot write to the output folder {output.parent}: "
+                              f"{error.strerror or _first_line(error)}") from None
+
+
+def check_checkpoint_path(checkpoint: str, checkpoint_format: str) -> None:
+    """The plain not-found cases, before the (slow) library load; the rest is the loaders'."""
+    path = Path(checkpoint)
+    if checkpoint_format == "deeplab2":
+        if not path.is_dir() and not Path(f"{path}.index").exists():
+            raise ConversionError(f"checkpoint not found: {path} (expected {path}.index and its data files)")
+    elif not path.is_file():
+        raise ConversionError(f"checkpoint not found: {path}")
+
+
+def check_arguments(args) -> Checked:
+    """Every check that needs no TensorFlow, JAX or Keras: overrides, output, checkpoint path,
+    check files (finite numbers).  ConversionError on the first problem."""
+    overrides = overrides_from(args)
+    output = Path(args.output)
+    check_output(output)
     if bool(args.check_input) != bool(args.check_outputs):
         raise ConversionError("--check-input and --check-outputs go together")
+    check_checkpoint_path(args.checkpoint, args.format)
     check = _load_check_files(args.check_input, args.check_outputs) if args.check_input else None
+    return Checked(overrides, output, check)
+
+
+def convert_command(args, checked: Checked | None = None) -> int:
+    checked = checked or check_arguments(args)
+    overrides, output, check = checked.overrides, checked.output, checked.check
+    preset = resolve_preset(args.preset, overrides, args.format)
     input_size = check[0].shape[1:3] if check else None
 
     conversion = globals()[FORMATS[args.format][1]](args.checkpoint, preset, input_size)
@@ -613,12 +719,20 @@ def convert_command(args) -> int:
     if check:
         diffs = compare_outputs(conversion.model, *check)
         tolerance = args.tolerance
+        # NaN-safe: `diff <= tolerance` is False for a NaN difference, which fails the check.
+        within = {key: math.isfinite(diff) and diff <= tolerance for key, diff in diffs.items()}
         for key, diff in diffs.items():
-            print(f"  {key:16s} max |difference| {diff:.3g}" + ("" if diff <= tolerance else "  > tolerance"))
+            print(f"  {key:16s} max |difference| {diff:.3g}"
+                  + ("" if within[key] else "  > tolerance" if math.isfinite(diff) else "  not finite"))
         record["check"] = {"input": str(args.check_input), "outputs": str(args.check_outputs),
                            "tolerance": tolerance, "max_abs_difference": diffs}
-        if max(diffs.values()) > tolerance:
-            print(f"check failed: an endpoint differs by more than {tolerance:g}; nothing written")
+        if not all(within.values()):
+            not_finite = [key for key, diff in diffs.items() if not math.isfinite(diff)]
+            if not_finite:
+                print(f"check failed: the model gives NaN or infinite values in {', '.join(not_finite)}; "
+                      "nothing written")
+            else:
+                print(f"check failed: an endpoint differs by more than {tolerance:g}; nothing written")
             return 1
         print(f"check passed: {len(diffs)} outputs within {tolerance:g}")
     write_weights(conversion.model, output, record)
@@ -627,9 +741,9 @@ def convert_command(args) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m models.checkpoints",
-                     description="Convert a released checkpoint into Keras weights of a preset.")
-    formats = parser.add_subparsers(dest="format", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m models.checkpoints",
+                           description="Convert a released checkpoint into Keras weights of a preset.")
+    formats = parser.add_subparsers(dest="format", required=True, parser_class=OneLineParser)
     d2 = formats.add_parser("deeplab2", help="a deeplab2 (TF2) checkpoint, read with tf.train.load_checkpoint")
     d2.add_argument("checkpoint", help="checkpoint prefix (e.g. .../ckpt-60000) or a folder holding one")
     d2.add_argument("--preset", required=True, help="a deeplab2-... preset (models/presets.py)")
@@ -637,7 +751,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_override_arguments(d2)
     d2.add_argument("--check-input", help="X.npy: [batch, height, width, 3] images, already as the model takes them")
     d2.add_argument("--check-outputs", help="Y.npz: reference outputs by endpoint name (stage1..5, res1..5, ...)")
-    d2.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    d2.add_argument("--tolerance", type=tolerance_argument, default=DEFAULT_TOLERANCE,
                     help=f"largest absolute difference accepted by the check (default {DEFAULT_TOLERANCE:g})")
     d2.set_defaults(run=convert_command)
     pt = formats.add_parser("axial-deeplab-pytorch",
@@ -646,14 +760,14 @@ def make_parser() -> argparse.ArgumentParser:
     pt.add_argument("checkpoint", help="FILE.npz (numpy.savez of the state_dict) or FILE.pth")
     pt.add_argument("--preset", required=True, help="a pytorch-... preset (models/presets.py)")
     pt.add_argument("--output", required=True, help="OUT.weights.h5 (OUT.json is written beside it)")
-    pt.add_argument("--width", type=float, help="AxialAttentionNet's s")
+    pt.add_argument("--width", type=multiplier_argument, help="AxialAttentionNet's s")
     pt.add_argument("--blocks", help="AxialAttentionNet's layers, four comma-separated counts")
-    pt.add_argument("--num-classes", type=int, help="classes of the fc head (1000 on ImageNet)")
+    pt.add_argument("--num-classes", type=count_argument, help="classes of the fc head (1000 on ImageNet)")
     pt.set_defaults(stem_width=None, output_stride=None)
     for sub in (pt,):
         sub.add_argument("--check-input", help="X.npy: [batch, height, width, 3] images, as the model takes them")
         sub.add_argument("--check-outputs", help="Y.npz: reference outputs by name (logits, layer1..layer4)")
-        sub.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+        sub.add_argument("--tolerance", type=tolerance_argument, default=DEFAULT_TOLERANCE,
                          help=f"largest absolute difference accepted by the check (default {DEFAULT_TOLERANCE:g})")
     pt.set_defaults(run=convert_command)
     from runtime import backend
@@ -664,18 +778,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Arguments, output path and check files are checked before TensorFlow or JAX loads: bad
+    input answers at once, one line, exit code 2."""
     from runtime import backend
 
     argv = sys.argv[1:] if argv is None else argv
     try:
-        backend.choose_from_argv(argv)  # the converted weights load on both; the check runs on this one
-    except backend.BackendError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    args = make_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except ConversionError as error:
+        try:
+            args = make_parser().parse_args(argv)
+        except SystemExit as exit_:  # --help
+            return int(exit_.code or 0)
+        checked = check_arguments(args)
+        backend.choose(args.backend)  # the converted weights load on both; the check runs on this one
+        return args.run(args, checked)
+    except (UsageError, ConversionError, backend.BackendError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -24,11 +24,62 @@ silently counted as free.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+import argparse
+import sys
 
-import numpy as np
-import keras
+from runtime import backend
+from runtime.cli import OneLineParser, UsageError
+
+
+# --- the command line: `python -m models.counting PRESET [--input-size H W] [--backend B]` --------
+# It sits above `import keras` so that, run as a script, it is checked and the backend chosen
+# before Keras loads (runtime/backend.py): --help and bad input answer at once, in one line.
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="python -m models.counting",
+        description="Params and M-Adds of a named preset, broken down by operation and stage.")
+    parser.add_argument("preset", help="preset name (see models/presets.py)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="input size (default: the size the paper counts the preset at)")
+    backend.add_argument(parser)
+    return parser
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """Parse and check the command line without loading any library; UsageError on bad input.
+    (Preset names are checked by main: the presets need Keras.)"""
+    args = make_parser().parse_args(argv)
+    if args.input_size and min(args.input_size) < 1:
+        raise UsageError(f"--input-size must be positive, got {args.input_size[0]} {args.input_size[1]}")
+    return args
+
+
+def start(argv: list[str]) -> argparse.Namespace | int:
+    """The checked arguments, with the backend chosen; or the exit status to end with (0 after
+    --help; 2 after a one-line `error: ...` for bad input or an unusable backend)."""
+    try:
+        args = parse_arguments(argv)
+        backend.choose(args.backend)
+    except (UsageError, backend.BackendError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    return args
+
+
+if __name__ == "__main__":
+    _started = start(sys.argv[1:])
+    if isinstance(_started, int):
+        raise SystemExit(_started)
+
+
+from collections import Counter  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
 
 # Parameters listed in the breakdown but left out of the Params total.
 EXCLUDED_PARAMETERS = frozenset({"attention_batch_norm"})
@@ -245,28 +296,19 @@ def format_counts(name: str, counts: Counts, input_size) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    import argparse
-    import sys
-
+def main(argv: list[str] | None = None) -> int:
+    started = start(sys.argv[1:] if argv is None else argv)
+    if isinstance(started, int):
+        return started
+    args = started
     from models import presets
 
-    parser = argparse.ArgumentParser(
-        prog="python -m models.counting",
-        description="Params and M-Adds of a named preset, broken down by operation and stage.")
-    parser.add_argument("preset", help="preset name (see models/presets.py)")
-    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        help="input size (default: the size the paper counts the preset at)")
-    args = parser.parse_args(argv)
     try:
         preset = presets.get(args.preset)
     except KeyError as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 2
     size = tuple(args.input_size) if args.input_size else preset.input_size
-    if min(size) < 1:
-        print(f"error: --input-size must be positive, got {size[0]} {size[1]}", file=sys.stderr)
-        return 2
     print(format_counts(preset.name, count_preset(preset, size), size))
     return 0
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from runtime.files import CACHE_ROOT, write_atomic, write_if_changed
+from runtime.files import CACHE_ROOT, write_atomic, write_if_changed, write_set
 from runtime.machine import library_versions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,10 +199,32 @@ def count_at(model_spec, size):
 
     path = _cache_file(model_spec, size)
     if path.exists():
-        return counting.Counts.from_dict(json.loads(path.read_text()))
+        cached = read_cached_counts(path)
+        if cached is not None:
+            return cached
+        print(f"damaged count cache {shown(path)}: counting again", file=sys.stderr)
     counts = counting.count_model(model_spec, size)
-    write_atomic(path, json.dumps(counts.to_dict(), indent=1))
+    payload = counts.to_dict()
+    write_atomic(path, json.dumps({"counts": payload, "sha256": _checksum(payload)}, indent=1))
     return counts
+
+
+def _checksum(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def read_cached_counts(path: Path):
+    """A cached pass's counts, or None when the entry cannot be trusted: cut short, not JSON, not
+    counts, or a number changed after it was written (its checksum no longer matches)."""
+    from models import counting
+
+    try:
+        entry = json.loads(path.read_text())
+        if not isinstance(entry, dict) or entry.get("sha256") != _checksum(entry.get("counts")):
+            return None
+        return counting.Counts.from_dict(entry["counts"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def _count_in_worker(job) -> None:
@@ -219,7 +241,8 @@ def prefetch(jobs: list[tuple], progress: bool = True, label: str = "counting") 
     """Counts every uncached (model spec, size) pass, in parallel on the machine's cores."""
     from tqdm import tqdm
 
-    todo = list({_cache_file(m, s): (m, tuple(s)) for m, s in jobs if not _cache_file(m, s).exists()}.values())
+    todo = list({_cache_file(m, s): (m, tuple(s)) for m, s in jobs
+                 if read_cached_counts(_cache_file(m, s)) is None}.values())
     if not todo:
         return
     bar = tqdm(total=len(todo), desc=label, unit="pass", file=sys.stderr,
@@ -250,6 +273,16 @@ def measure_counts(preset, input_size=None) -> dict:
     result["input_size"] = list(input_size or preset.input_size)
     result["passes"] = 1 if input_size else len(preset.inference_runs())
     return result
+
+
+def recount(preset) -> dict:
+    """measure_counts from the model itself: its cached passes are dropped and counted again
+    (before --check reports a difference from the golden counts, so that its advice never
+    rests on a cache entry)."""
+    preset = _resolve(preset)
+    for size in preset.inference_runs():
+        _cache_file(preset.model, size).unlink(missing_ok=True)
+    return measure_counts(preset)
 
 
 def measure_all(presets_needed: list, progress: bool = True) -> dict[str, dict]:
@@ -454,11 +487,12 @@ def write_outputs(files: dict[Path, str], provenance_path: Path, make_provenance
     """Write a table's files, each only if its content changed, and its provenance only when
     something changed (or the stored configuration hash is another): re-running unchanged
     code leaves the outputs, their dates included, as they are.  True if anything was written."""
-    changed = [write_if_changed(path, text) for path, text in files.items()]
+    changed = {path: text for path, text in files.items() if not (path.is_file() and path.read_text() == text)}
     record = make_provenance()
     stored = load_provenance(provenance_path)
-    if any(changed) or stored is None or stored.get("config_hash") != record["config_hash"]:
-        write_atomic(provenance_path, json.dumps(record, indent=1) + "\n")
+    if changed or stored is None or stored.get("config_hash") != record["config_hash"]:
+        # One set: a folder that refuses one file leaves every file of the table as it was.
+        write_set({**changed, provenance_path: json.dumps(record, indent=1) + "\n"})
         return True
     return False
 
@@ -516,8 +550,8 @@ def check(tables: dict[int, pd.DataFrame], counts: dict[str, dict]) -> tuple[lis
         elif (g["params"], g["madds"]) != (c["params"], c["madds"]):
             failures.append(
                 f"preset {name}: counts changed: params {g['params']} -> {c['params']}, "
-                f"M-Adds {g['madds']} -> {c['madds']} (update the golden file on purpose, "
-                "in the commit that changes the model)"
+                f"M-Adds {g['madds']} -> {c['madds']} (counted again from the model, not read from the cache; "
+                "update the golden file on purpose, in the commit that changes the model)"
             )
     findings = load_findings()
     for (table, row, metric) in findings:

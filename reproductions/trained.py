@@ -21,6 +21,7 @@ recorded in the provenance, rather than either run passing for the other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -65,11 +66,21 @@ def experiments_of(spec: TableSpec, fidelity: str, proxy_scale: str = "small", r
 
 
 def fingerprint(spec: TableSpec) -> str:
-    """What a trained table depends on: the table's (declaration, models, paper numbers) and
-    the training, data and evaluation code.  The report marks a table stale when it differs."""
+    """What a trained table is declared as: its experiments (with the model spec each builds)
+    and the paper's numbers.  The report marks a table stale when it differs.  Not the source
+    text: whether the code still computes a stored run's numbers is its fingerprint's question
+    (training/identity.py), answered when the table runs."""
+    import hashlib
+
     from training import experiments
 
-    return f"{runner.table_fingerprint(spec)}-{experiments._code_fingerprint()}"
+    digest = hashlib.sha256(repr((spec.table, spec.title, spec.proxy, spec.full)).encode())
+    for _, experiment in spec.proxy + spec.full:
+        digest.update(repr(experiments.model_spec(experiment, num_classes=0)).encode())
+    path = runner.REPORTED_DIR / f"table{spec.table}.csv"
+    if path.exists():
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def output_stem(spec: TableSpec, fidelity: str) -> str:
@@ -121,42 +132,144 @@ def check_inputs(fidelity: str, pairs, seeds, data_dir=None, smoke_test: bool = 
 _REFUSALS: dict[str, str | None] = {}  # model spec -> why it cannot train here (None: it can)
 
 
-def refuse_untrainable(spec: TableSpec, pairs, seeds, data_dir=None, smoke_test: bool = False):
+def refuse_untrainable(spec: TableSpec, steps: list[dict]):
     """A one-line error, before anything trains, when a model that would train here meets a
-    known library bug (runtime/known_problems.py); seeds already trained are read, not trained,
-    so they need no check.  Each model is built once per process, and only where a bug can strike."""
+    known library bug (runtime/known_problems.py); seeds whose results are at hand (cached or
+    committed) are read, not trained, so they need no check.  Each model is built once per
+    process, and only where a bug can strike."""
     from runtime import known_problems
     from training import experiments
 
     if not known_problems.onednn_bug_can_strike():
         return
-    for row, experiment in pairs:
-        if all(metrics_file(experiment, seed, data_dir, smoke_test).exists() for seed in seeds):
+    for step in steps:
+        if step["source"] != "train":
             continue
-        model_spec = experiments.model_spec(experiment, num_classes=2)
+        model_spec = experiments.model_spec(step["experiment"], num_classes=2)
         key = repr(model_spec)
         if key not in _REFUSALS:
-            _REFUSALS[key] = known_problems.training_refusal(model_spec.build(tuple(experiment.input_size)))
+            _REFUSALS[key] = known_problems.training_refusal(model_spec.build(tuple(step["experiment"].input_size)))
         if _REFUSALS[key]:
-            raise ReproductionError(f"table {spec.table}, row {row}: {_REFUSALS[key]}")
+            raise ReproductionError(f"table {spec.table}, row {step['row']}: {_REFUSALS[key]}")
 
 
 def preflight(spec: TableSpec, fidelity: str, seeds, data_dir=None, smoke_test: bool = False,
-              proxy_scale: str = "small", rows=None) -> tuple:
+              proxy_scale: str = "small", rows=None, retrain: bool = False) -> tuple:
     """Every one-line error a table's run can be refused with, in the order a user meets them
     (no such experiments or rows, input errors, a library bug), before anything trains; returns
     the (row, Experiment) pairs to run."""
+    from data.coco_panoptic import DatasetError
+    from training import experiments
+
     pairs = experiments_of(spec, fidelity, proxy_scale, rows)
     check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
-    refuse_untrainable(spec, pairs, seeds, data_dir, smoke_test)
+    try:
+        steps = plan(spec, fidelity, pairs, seeds, data_dir, smoke_test, retrain)
+    except (experiments.ExperimentError, DatasetError) as error:
+        raise ReproductionError(str(error)) from None
+    refuse_untrainable(spec, steps)
     return pairs
+
+
+def committed_results(spec: TableSpec, fidelity: str) -> dict[tuple[str, int, str], dict]:
+    """The per-seed results a table's stored provenance holds (the committed tables/, and the
+    output folder's when it is another), as results: {(row, seed, run id): result}.  Only
+    records with their run id, metrics and fingerprint count."""
+    from training import experiments
+
+    stem = output_stem(spec, fidelity)
+    found: dict[tuple[str, int, str], dict] = {}
+    for folder in dict.fromkeys([runner.ROOT / "tables", runner.TABLES_DIR]):
+        record = runner.load_provenance(folder / f"{stem}.provenance.json") or {}
+        curves = record.get("curves") or {}
+        for row, runs in (record.get("seed_runs") or {}).items():
+            for run in runs if isinstance(runs, list) else []:
+                if not isinstance(run, dict) or not run.get("run") or not run.get("identity"):
+                    continue
+                result = {"metrics": run.get("metrics"), "seed": run.get("seed"), "run": run["run"],
+                          "seconds": run.get("seconds"), "train_seconds": run.get("train_seconds"),
+                          "machine": run.get("machine"), "identity": run["identity"],
+                          "curve": (curves.get(row) or {}).get(str(run.get("seed")), []),
+                          "model": (record.get("model_counts") or {}).get(row), "committed": True}
+                if experiments.valid_result(result):
+                    found[row, result["seed"], run["run"]] = result
+    return found
+
+
+def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test: bool = False,
+         retrain: bool = False) -> list[dict]:
+    """For every (row, seed), where its result comes from: "cache" (a finished run under
+    .cache/experiments/), "committed" (the table's stored provenance, for the same run id and
+    a fingerprint today's code reproduces) or "train"; with the result when it is at hand."""
+    from training import experiments
+
+    committed = {} if smoke_test or retrain else committed_results(spec, fidelity)
+    steps = []
+    for row, experiment in pairs:
+        for seed in seeds:
+            step = {"row": row, "experiment": as_run(experiment, smoke_test), "seed": seed, "source": "train"}
+            if not smoke_test and not retrain:
+                path = metrics_file(experiment, seed, data_dir)
+                run = path.parent.parent.name
+                cached = experiments.read_result(path) if path.exists() else None
+                trained_seed = _with_seed(experiment, seed)
+                if cached and not experiments.stale_reason(cached.get("identity"), trained_seed):
+                    step.update(source="cache", run=run)
+                elif (row, seed, run) in committed and \
+                        not experiments.stale_reason(committed[row, seed, run]["identity"], trained_seed):
+                    from training import identity
+
+                    result = committed[row, seed, run]
+                    # Verified under today's source: recorded so, and the next run computes nothing.
+                    result["identity"] = {**result["identity"], "source": identity.source_hash()}
+                    step.update(source="committed", result=result, run=run)
+            steps.append(step)
+    return steps
+
+
+def _with_seed(experiment, seed: int):
+    import dataclasses
+
+    return dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, seed=seed))
+
+
+def estimate_seconds(spec: TableSpec, fidelity: str, steps: list[dict]) -> float | None:
+    """About how long the runs to train take: each row's committed seconds per run, else the
+    table's median; None when the table has no timed run."""
+    import statistics
+
+    record = runner.load_provenance(runner.ROOT / "tables" / f"{output_stem(spec, fidelity)}.provenance.json") or {}
+    times = {row: [r.get("seconds") for r in runs if isinstance(r, dict) and r.get("seconds")]
+             for row, runs in (record.get("seed_runs") or {}).items() if isinstance(runs, list)}
+    every = [t for ts in times.values() for t in ts]
+    if not every:
+        return None
+    return sum(statistics.median(times.get(s["row"]) or every) for s in steps if s["source"] == "train")
+
+
+def announce(spec: TableSpec, fidelity: str, steps: list[dict], smoke_test: bool) -> None:
+    """One line before any training: where the results come from, and how long the rest takes."""
+    if smoke_test:
+        return
+    count = {source: sum(s["source"] == source for s in steps) for source in ("committed", "cache", "train")}
+    line = (f"table {spec.table} {fidelity}: {len(steps)} runs: {count['committed']} from the committed results, "
+            f"{count['cache']} from the cache, {count['train']} to train")
+    if count["train"]:
+        seconds = estimate_seconds(spec, fidelity, steps)
+        line += (f" (about {seconds / 60:.0f} min at the committed runs' pace)" if seconds
+                 else " (no timed run to estimate from)")
+    if count["committed"]:
+        line += "; --retrain trains every run again"
+    print(line, file=sys.stderr, flush=True)
 
 
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
-                    smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> dict[str, list[dict]]:
-    """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2."""
-    import dataclasses
+                    smoke_test: bool = False, proxy_scale: str = "small", rows=None,
+                    retrain: bool = False) -> dict[str, list[dict]]:
+    """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2 and trains
+    in a temporary cache that it removes."""
+    import contextlib
 
     from tqdm import tqdm
 
@@ -167,38 +280,66 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     pairs = experiments_of(spec, fidelity, proxy_scale, rows)
     check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
     results: dict[str, list[dict]] = {}
-    total = len(pairs) * len(seeds)
-    bar = tqdm(total=total, desc=f"table {spec.table} {fidelity}", unit="run", file=sys.stderr,
-               disable=True if not progress else None)
-    # tqdm draws on terminals only; a run logged to a file (nohup, CI) gets a line per run
-    # instead, so an hour of training is not an hour of silence.
-    lines = progress and bar.disable
-    done = 0
-    try:
-        for row, experiment in pairs:
-            experiment = as_run(experiment, smoke_test)
-            for seed in seeds:
+    with (temporary_cache() if smoke_test else contextlib.nullcontext()):
+        try:
+            steps = plan(spec, fidelity, pairs, seeds, data_dir, smoke_test, retrain)
+        except (experiments.ExperimentError, DatasetError) as error:
+            raise ReproductionError(str(error)) from None
+        if progress:
+            announce(spec, fidelity, steps, smoke_test)
+        total = len(steps)
+        bar = tqdm(total=total, desc=f"table {spec.table} {fidelity}", unit="run", file=sys.stderr,
+                   disable=True if not progress else None)
+        # tqdm draws on terminals only; a run logged to a file (nohup, CI) gets a line per run
+        # instead, so an hour of training is not an hour of silence.
+        lines = progress and bar.disable
+        try:
+            for done, step in enumerate(steps, 1):
+                row, experiment, seed = step["row"], step["experiment"], step["seed"]
                 bar.set_postfix_str(f"{row} seed {seed}")
                 started = time.monotonic()
-                result = experiments.run(experiment, seed, data_dir=data_dir, progress=progress,
-                                         strategy=strategy, precision=precision,
-                                         max_steps=SMOKE_STEPS if smoke_test else None,
-                                         max_eval=SMOKE_EVAL_IMAGES if smoke_test else None)
+                if step["source"] == "committed":
+                    result = step["result"]
+                else:
+                    result = experiments.run(experiment, seed, data_dir=data_dir, progress=progress,
+                                             strategy=strategy, precision=precision,
+                                             max_steps=SMOKE_STEPS if smoke_test else None,
+                                             max_eval=SMOKE_EVAL_IMAGES if smoke_test else None,
+                                             fresh=retrain)
                 # Which training this is: rows that train the same model share one (Tab. 7's
                 # spans 5, 9, 17 at the small scale), and a table's time counts it once.
-                trained_seed = dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, seed=seed))
-                result = {**result, "run": experiments.workdir(trained_seed, seed, data_dir).parent.name}
+                result = {**result, "run": experiments.workdir(_with_seed(experiment, seed), seed, data_dir).parent.name}
                 results.setdefault(row, []).append(result)
-                done += 1
                 bar.update()
-                if lines:
+                if lines and step["source"] == "train":
                     print(f"table {spec.table} {fidelity}: run {done}/{total} done ({row}, seed {seed}, "
                           f"{time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
-    except (experiments.ExperimentError, DatasetError, TrainingError) as error:
-        raise ReproductionError(str(error)) from None
-    finally:
-        bar.close()
+        except (experiments.ExperimentError, DatasetError, TrainingError) as error:
+            raise ReproductionError(str(error)) from None
+        finally:
+            bar.close()
     return results
+
+
+@contextlib.contextmanager
+def temporary_cache():
+    """The experiments' cache moved to a temporary folder, removed afterwards (the smoke test's
+    checkpoints are checks of the code path, never kept)."""
+    import shutil
+
+    from runtime import files
+    from training import experiments
+
+    saved = experiments.CACHE_DIR
+    # Beside the experiments' cache, named after this process: one left by a smoke test that was
+    # killed (or ended by the Ctrl-C watcher) is removed by the next.
+    files.remove_stale_staging(saved.parent, ".smoke-test-")
+    experiments.CACHE_DIR = files.staging_folder(saved.parent, ".smoke-test-")
+    try:
+        yield
+    finally:
+        shutil.rmtree(experiments.CACHE_DIR, ignore_errors=True)
+        experiments.CACHE_DIR = saved
 
 
 def _trend(cells: pd.DataFrame) -> tuple[dict[str, list[str]], float | None]:
@@ -317,6 +458,21 @@ def to_markdown(df: pd.DataFrame, spec: TableSpec, fidelity: str, trends: dict, 
     return "\n".join(lines) + "\n"
 
 
+def cells_summary(df: pd.DataFrame, fidelity: str) -> str:
+    """A table's measured cells as printed after a run: a line per row, each metric's mean ± std
+    over its seeds and the paper's value (scale-stress cells, PQ@ratio, are left to the files)."""
+    lines = []
+    for row, cells in df[df["measured"] != ""].groupby("row", sort=False):
+        cells = cells[~cells["metric"].str.contains("@")]
+        parts = [f"{c['metric']} {float(c['measured']):.1f} ± {float(c['std'] or 0):.1f}"
+                 + (f" (paper {c['reported']})" if c["reported"] else "") for _, c in cells.iterrows()]
+        lines.append(f"  {row}: " + ", ".join(parts) + f"  [{fidelity}, seeds {cells['seeds'].iloc[0]}]")
+    not_run = sorted(set(df.loc[df["seeds"] == "", "row"]))
+    if not_run:
+        lines.append(f"  not run yet: {', '.join(not_run)}")
+    return "\n".join(lines)
+
+
 def seed_values(df: pd.DataFrame) -> dict[str, dict[str, list[float | None]]]:
     """{row: {metric: [value per seed]}} of a trained table, for provenance and comparison."""
     out: dict[str, dict[str, list]] = {}
@@ -360,13 +516,16 @@ def distinct_runs(runs: list[dict]) -> list[dict]:
 
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
-                      smoke_test: bool = False, proxy_scale: str = "small", rows=None) -> pd.DataFrame:
-    """Run, compare and (unless a smoke test) write one table at a training fidelity."""
+                      smoke_test: bool = False, proxy_scale: str = "small", rows=None,
+                      retrain: bool = False) -> pd.DataFrame:
+    """Run, compare and (unless a smoke test) write one table at a training fidelity: its
+    csv, md and provenance as one set, and only when their content changed."""
     from runtime import machine
+    from runtime.files import write_set
 
-    preflight(spec, fidelity, seeds, data_dir, smoke_test, proxy_scale, rows)
+    preflight(spec, fidelity, seeds, data_dir, smoke_test, proxy_scale, rows, retrain)
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
-                              proxy_scale, rows)
+                              proxy_scale, rows, retrain)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written
@@ -383,8 +542,11 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         # Training loss against step, per seed: did it flatten before the comparison? (report)
         curves={row: {str(r["seed"]): r.get("curve", []) for r in row_runs} for row, row_runs in results.items()},
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
+        # Each seed's metrics and fingerprint make it a committed result that a later run of the
+        # same configuration reads instead of training (training/identity.py).
         seed_runs={row: [{"seed": r["seed"], "run": r.get("run"), "seconds": r.get("seconds"),
-                          "train_seconds": r.get("train_seconds"), "machine": machine.summary(r.get("machine"))}
+                          "train_seconds": r.get("train_seconds"), "machine": machine.summary(r.get("machine")),
+                          "metrics": r.get("metrics"), "identity": r.get("identity")}
                          for r in row_runs]
                    for row, row_runs in results.items()},
         # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
@@ -399,7 +561,15 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         print(f"table {spec.table}: re-run of a stored result ({machine.summary(previous.get('machine'))}); "
               f"{within} of {len(comparison)} cells agree with it within seed noise (provenance: previous_run)",
               file=sys.stderr)
-    runner.write_atomic(runner.TABLES_DIR / f"{stem}.csv", df.to_csv(index=False))
-    runner.write_atomic(runner.TABLES_DIR / f"{stem}.md", to_markdown(df, spec, fidelity, trends, seeds))
-    runner.write_atomic(provenance_path, json.dumps(record, indent=1) + "\n")
+    files = {runner.TABLES_DIR / f"{stem}.csv": df.to_csv(index=False),
+             runner.TABLES_DIR / f"{stem}.md": to_markdown(df, spec, fidelity, trends, seeds)}
+    unchanged = all(path.is_file() and path.read_text() == text for path, text in files.items()) and previous \
+        and all(previous.get(k) == json.loads(json.dumps(record.get(k))) for k in SUBSTANTIVE)
+    if not unchanged:  # re-reading the same results leaves the files, dates included, as they are
+        write_set({**files, provenance_path: json.dumps(record, indent=1) + "\n"})
     return df
+
+
+# What a trained table's provenance says about its results (not when or where it was written).
+SUBSTANTIVE = ("config_hash", "seeds", "values", "trends", "experiments", "curves", "seed_runs", "model_counts",
+               "proxy_scale", "strategy", "precision")

@@ -23,10 +23,13 @@ def library_versions(*names: str) -> dict[str, str]:
 
     out = {}
     for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
+        # TensorFlow's CPU build is the distribution tensorflow-cpu (still imported as tensorflow).
+        for distribution in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
+            try:
+                out[name] = version(distribution)
+                break
+            except PackageNotFoundError:
+                out[name] = "not installed"
     return out
 
 
@@ -93,6 +96,8 @@ def same_numerics(a: dict | None, b: dict | None) -> bool:
 
 def summary(info: dict | None) -> str:
     """One line: "Intel Xeon ..., 2 cores (avx512f, amx_tile), tensorflow on cpu"."""
+    if isinstance(info, str):  # already a summary (a committed result's)
+        return info
     if not info:
         return "unknown machine"
     c = info.get("cpu", {})

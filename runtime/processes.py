@@ -73,3 +73,61 @@ def spawn_pool(workers: int, initializer=None, initargs=()) -> multiprocessing.p
         pool.terminate()
         signal.raise_signal(signal.SIGINT)  # the caller's own handling of it (KeyboardInterrupt)
     return pool
+
+
+INTERRUPTED = ("interrupted: finished counts and training checkpoints are kept; run the same command "
+               "again to continue")
+# Set by the code that reported an interrupt, so that the watcher does not say it twice.
+interrupt_reported = threading.Event()
+
+
+def exit_promptly_on_interrupt(grace: float = 1.0) -> None:
+    """Make Ctrl-C end this process within about `grace` seconds, whatever it is doing.
+
+    Python raises KeyboardInterrupt in the main thread between bytecodes, and the normal path
+    (run_all.main) reports it and exits 130.  But the exception can be lost: under JAX it often
+    lands in JAX's garbage-collector callback, where Python discards it ("Exception ignored
+    in: <function _xla_gc_callback>"), and training went on to the end; under TensorFlow the
+    unwinding of `fit` took 19 s.  So a watcher thread hears every SIGINT through the signal
+    wake-up file descriptor (written by the C-level handler the moment the signal arrives,
+    from any thread) and, if the process still runs `grace` seconds later, says the one line
+    and exits 130 itself.  Every file the suite writes is written whole or not at all
+    (runtime/files.py, the checkpoints' renames), so exiting at any point keeps the last
+    checkpoint intact and the run resumable.  Main thread only; call it once."""
+    import socket
+
+    if threading.current_thread() is not threading.main_thread() or hasattr(exit_promptly_on_interrupt, "sockets"):
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            received = reader.recv(64)
+            if signal.SIGINT not in received:
+                continue
+            time.sleep(grace)
+            if not interrupt_reported.is_set():
+                print(INTERRUPTED, file=sys.stderr, flush=True)
+            os._exit(130)
+
+    threading.Thread(target=watch, daemon=True, name="interrupt-watch").start()
+    exit_promptly_on_interrupt.sockets = (reader, writer)  # kept open for the process's life
+
+
+def exit_after_interrupt(code: int = 130) -> None:
+    """End the process now, once the interrupt has been reported: the interpreter's own shutdown
+    (TensorFlow's exit handlers, joining the input pipeline's threads) took seconds, and the
+    watcher cannot act during it.  Nothing is lost: every output is written whole or not at all.
+    multiprocessing's own finalisers still run (they release the worker pool's semaphores,
+    which its resource tracker would otherwise report as leaked)."""
+    from multiprocessing import util
+
+    try:
+        util._run_finalizers()
+    except Exception:  # noqa: BLE001 (exiting all the same)
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.interrupts import interrupt
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTICE = "I0000 00:00:1 port.cc:153] oneDNN custom operations are on (simulated start-up notice)"
 
@@ -152,27 +154,15 @@ def test_ctrl_c_ends_a_counting_run_at_once_with_one_line(tmp_path):
     # whole process group, as from a terminal.
     env = dict(os.environ, AXIAL_DEEPLAB_CACHE_DIR=str(tmp_path / "cache"),
                AXIAL_DEEPLAB_OUTPUT_DIR=str(tmp_path / "out"))
-    # Ctrl-C's default action, as in a terminal: a process inherits an ignored SIGINT (a
-    # pytest-xdist worker ignores it), and Python then installs no handler.
-    run_all = subprocess.Popen([sys.executable, "run_all.py", "--tables", "2", "--quiet"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        time.sleep(8)  # the workers are loading TensorFlow and counting
-        assert run_all.poll() is None
-        os.killpg(run_all.pid, signal.SIGINT)
-        began = time.monotonic()
-        out, err = run_all.communicate(timeout=30)
-        elapsed = time.monotonic() - began
-    finally:
-        if run_all.poll() is None:
-            os.killpg(run_all.pid, signal.SIGKILL)
-    assert run_all.returncode == 130
+    began = time.monotonic()  # then the workers are loading TensorFlow and counting
+    code, err, elapsed, group = interrupt([sys.executable, "run_all.py", "--tables", "2", "--quiet"],
+                                          ready=lambda: time.monotonic() - began > 8, env=env)
+    assert code == 130
     assert err.splitlines() == ["interrupted: finished counts and training checkpoints are kept; run the "
                                 "same command again to continue"]
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     def survivors():
-        pids = subprocess.run(["pgrep", "-s", str(run_all.pid)], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-s", str(group)], capture_output=True, text=True).stdout.split()
         return {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                 for pid in pids if Path(f"/proc/{pid}/cmdline").exists()}
     assert _wait_for(lambda: not survivors(), 3), survivors()
@@ -237,7 +227,8 @@ def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):
     # As root a read-only folder is still writable, so the output folder is a file instead.
     assert run_all.main(["--tables", "1", "--quiet", "--output-dir", str(blocker)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write {blocker}/tables/table1.csv") and len(err.splitlines()) == 1
+    # Found before any work starts (runtime/cli.check_writable), not after the counting.
+    assert err.startswith(f"error: cannot write to {blocker}/tables (--output-dir)") and len(err.splitlines()) == 1
 
 
 def test_unwritable_report_file_from_a_permission_error(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The training fidelities' table: mean and std over seeds, trend comparison with the paper."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -54,14 +55,19 @@ def test_full_fidelity_compares_values():
     assert row["status"] == "match" and row["delta"] == "+0.0000"
 
 
-def test_a_run_logged_to_a_file_prints_a_line_per_run(monkeypatch, capsys):
+def test_a_run_logged_to_a_file_prints_a_line_per_run(monkeypatch, capsys, tmp_path):
     # Under pytest stderr is not a terminal, as under nohup or CI: no bar, a line per run.
     from training import experiments
 
     monkeypatch.setattr(experiments, "run", lambda experiment, seed, **_: {"seed": seed, "metrics": {"Top-1": 70.0}})
+    monkeypatch.setattr(trained, "committed_results", lambda *_: {})
+    monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path)
     results = trained.run_experiments(SPEC, "proxy", (0, 1, 2), progress=True)
-    lines = capsys.readouterr().err.splitlines()
+    announced, *lines = capsys.readouterr().err.splitlines()
     total = 3 * len(SPEC.proxy)
+    # First what will happen, and about how long it takes (from the committed runs' times).
+    assert re.fullmatch(rf"table 1 proxy: {total} runs: 0 from the committed results, 0 from the cache, {total} to "
+                        r"train \(about \d+ min at the committed runs' pace\)", announced), announced
     assert len(lines) == total and sum(len(r) for r in results.values()) == total
     assert lines[0].startswith(f"table 1 proxy: run 1/{total} done (resnet50, seed 0, ")
     assert lines[-1].startswith(f"table 1 proxy: run {total}/{total} done (full-axial-attention, seed 2, ")
@@ -162,18 +168,21 @@ def test_run_all_proxy_end_to_end_writes_the_table_and_report(tiny_table1, capsy
     assert provenance["machine"]["backend"] in ("tensorflow", "jax") and provenance["machine"]["device"]
     assert provenance["machine"]["cpu"]["model"] and "training_seconds" in provenance
     assert "<b>proxy (measured)</b>" in (tiny_table1 / "report" / "index.html").read_text()
-    # A smoke test runs the same path capped, prints, and writes nothing.
+    # A smoke test runs the same path capped, prints, and writes nothing: not even its cache.
+    from training import experiments
+
+    caches = sorted(p.name for p in experiments.CACHE_DIR.parent.iterdir())
     before = {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()}
     assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--smoke-test", "--seeds", "5", "--quiet"]) == 0
     assert "smoke test (2 steps of batch 2, 8 evaluation images: not results; nothing written)" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (tiny_table1 / "tables").iterdir()} == before
-    # trained.metrics_file finds what experiments.run wrote, for runs and smoke tests alike: the
-    # check for library bugs (test below) skips exactly the seeds that will not train.
+    assert sorted(p.name for p in experiments.CACHE_DIR.parent.iterdir()) == caches
+    # trained.metrics_file finds what experiments.run wrote: the check for library bugs (test
+    # below) skips exactly the seeds that will not train.
     import reproductions.table1 as table1
 
     for _, experiment in table1.SPEC.proxy:
         assert all(trained.metrics_file(experiment, seed).exists() for seed in (0, 1, 2))
-        assert trained.metrics_file(experiment, 5, smoke_test=True).exists()
         assert not trained.metrics_file(experiment, 5).exists()
 
 
@@ -224,24 +233,32 @@ def test_a_model_a_library_bug_would_mistrain_is_refused_before_anything_trains(
     monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: True)
     pairs = dict(trained.experiments_of(SPEC, "proxy"))
     full = (("full-axial-attention", pairs["full-axial-attention"]),)
+
+    def steps(rows, seeds):
+        return trained.plan(SPEC, "proxy", rows, seeds)
+
     with pytest.raises(runner.ReproductionError, match=r"^table 1, row full-axial-attention: .*stem_block1_shortcut"
                                                        r".*--backend jax, or with TF_ENABLE_ONEDNN_OPTS=0$"):
-        trained.refuse_untrainable(SPEC, full, (0, 1, 2))
-    trained.refuse_untrainable(SPEC, (("conv-stem-axial-attention", pairs["conv-stem-axial-attention"]),), (0, 1, 2))
+        trained.refuse_untrainable(SPEC, steps(full, (0, 1, 2)))
+    trained.refuse_untrainable(SPEC, steps((("conv-stem-axial-attention", pairs["conv-stem-axial-attention"]),),
+                                           (0, 1, 2)))
 
     # Seeds already trained are read, not trained: not checked (else the refusal above repeats).
+    from training import identity
+
     for seed in (0, 1, 2):
         path = trained.metrics_file(pairs["full-axial-attention"], seed)
         path.parent.mkdir(parents=True)
-        path.write_text("{}")
-    trained.refuse_untrainable(SPEC, full, (0, 1, 2))
+        stored = {"source": identity.source_hash(), "model": [], "path": [], "data": None}  # today's code
+        path.write_text(json.dumps({"metrics": {"Top-1": 50.0}, "seed": seed, "identity": stored}))
+    trained.refuse_untrainable(SPEC, steps(full, (0, 1, 2)))
     with pytest.raises(runner.ReproductionError, match="stem_block1_shortcut"):  # seed 3 would train
-        trained.refuse_untrainable(SPEC, full, (0, 1, 2, 3))
+        trained.refuse_untrainable(SPEC, steps(full, (0, 1, 2, 3)))
     # Where oneDNN is off (or under JAX, or on a GPU) nothing is refused, and nothing is checked.
     monkeypatch.setattr(trained, "_REFUSALS", {})
     monkeypatch.setattr(known_problems, "onednn_bug_can_strike", lambda: False)
     monkeypatch.setattr(known_problems, "training_refusal", lambda _: pytest.fail("checked a model"))
-    trained.refuse_untrainable(SPEC, full, (3,))
+    trained.refuse_untrainable(SPEC, steps(full, (3,)))
 
 
 def test_run_all_refuses_before_training_any_table(monkeypatch, output_dir, capsys):

@@ -19,9 +19,10 @@ Full experiments read the paper's datasets under the directory the user names
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,8 +147,13 @@ def _dataset_dir(data_dir: str | Path | None, name: str) -> Path:
 
 
 def prepared_proxy(data: Data) -> Path:
-    """The proxy data set on disk, written once (atomically) under .cache/proxy-data."""
+    """The proxy data set on disk, written once under .cache/proxy-data.  The panoptic proxy is
+    built in a staging folder named after this process and renamed into place when complete:
+    a build that is killed leaves only its staging folder, which the next build removes once that
+    process is gone; two processes building at once build their own, and the first to finish
+    is used by both."""
     from data import classification_proxy, proxy
+    from runtime import files
 
     if data.name == "fashion-mnist":
         root = DATA_CACHE_DIR / f"fashion-mnist-{data.train}-{data.val}"
@@ -156,17 +162,23 @@ def prepared_proxy(data: Data) -> Path:
     root = DATA_CACHE_DIR / f"panoptic-{data.train}-{data.val}-{h}x{w}"
     if not (root / ".complete").exists():
         import shutil
-        import tempfile
 
-        DATA_CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=DATA_CACHE_DIR, prefix=".panoptic-"))
-        # Different seeds for the two splits: validation scenes are new layouts.
-        proxy.write_dataset(staging, "train", data.train, (h, w), seed=0)
-        proxy.write_dataset(staging, "val", data.val, (h, w), seed=1)
-        (staging / ".complete").write_text("")
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
+        files.remove_stale_staging(DATA_CACHE_DIR, ".panoptic-")
+        staging = files.staging_folder(DATA_CACHE_DIR, ".panoptic-")
+        try:
+            # Different seeds for the two splits: validation scenes are new layouts.
+            proxy.write_dataset(staging, "train", data.train, (h, w), seed=0)
+            proxy.write_dataset(staging, "val", data.val, (h, w), seed=1)
+            (staging / ".complete").write_text("")
+            if root.exists() and not (root / ".complete").exists():
+                shutil.rmtree(root)  # an incomplete folder: not one of ours, which appear whole
+            try:
+                staging.rename(root)
+            except OSError:
+                if not (root / ".complete").exists():
+                    raise  # else another process finished the same data first: use its copy
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
     return root
 
 
@@ -196,42 +208,18 @@ def _panoptic_root(experiment: Experiment, data_dir) -> tuple[Path, str]:
 
 # --- running ---------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _code_fingerprint() -> str:
-    """Hash of the code a trained result depends on, and the Keras version.  Source is
-    hashed as its syntax tree, so editing a comment does not throw away hours of training.
-    (The backend and its version are machine facts: in the cache key, not in this hash.)"""
-    import ast
-
-    from runtime.machine import library_versions
-
-    digest = hashlib.sha256(f"keras={library_versions('keras')['keras']}".encode())
-    for folder in ("models", "training", "data", "evaluation"):
-        for path in sorted((ROOT / folder).rglob("*.py")):
-            digest.update(path.relative_to(ROOT).as_posix().encode())
-            digest.update(ast.dump(ast.parse(path.read_text())).encode())
-    return digest.hexdigest()[:16]
-
-
-def _backend() -> str:
-    import keras
-
-    from runtime.machine import library_versions
-
-    name = keras.backend.backend()
-    return f"{name}={library_versions(name)[name]}"
-
-
 def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
-    """The training run's folder (checkpoints, log), keyed by what is trained: the model it
-    builds (not the preset's name: rows of different tables that train the same model by the
-    same recipe on the same data share one run, e.g. Axial-DeepLab-L in Tab. 2, 4, 6, 7 and 8),
-    the recipe, the data, the code, and the backend with its version (a result trained under JAX
-    is not served to a TensorFlow run, nor the reverse).  How it is evaluated is not part of the
-    key: each evaluation is a metrics file in this folder (`evaluation_key`)."""
-    trained = (model_spec(experiment, num_classes=0), experiment.data, experiment.recipe, experiment.proxy_width)
-    key = hashlib.sha256(f"{trained!r}|{data_dir}|{_code_fingerprint()}|{_backend()}".encode()).hexdigest()[:20]
-    return CACHE_DIR / f"{experiment.data.name}-{key}" / f"seed{seed}"
+    """The training run's folder (checkpoints, log), keyed by its configuration
+    (training/identity.py): the model it builds (not the preset's name: rows of different
+    tables that train the same model by the same recipe on the same data share one run, e.g.
+    Axial-DeepLab-L in Tab. 2, 4, 6, 7 and 8), the recipe, the data, and the backend with its
+    version (a result trained under JAX is not served to a TensorFlow run, nor the reverse).
+    The code is checked by the run's numerical fingerprint (identity.json), not by its text.
+    How it is evaluated is not part of the key: each evaluation is a metrics file in this
+    folder (`evaluation_key`)."""
+    from training import identity
+
+    return CACHE_DIR / f"{experiment.data.name}-{identity.config_key(experiment, data_dir)}" / f"seed{seed}"
 
 
 def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
@@ -241,12 +229,13 @@ def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
 
 
 def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True, strategy: str = "default",
-        precision: str = "auto", max_steps: int | None = None, max_eval: int | None = None) -> dict:
+        precision: str = "auto", max_steps: int | None = None, max_eval: int | None = None,
+        fresh: bool = False) -> dict:
     """Metrics of one seed of `experiment`: cached, or trained (resuming; a finished training
     is reused by every evaluation of it) and evaluated.
 
     max_steps caps training and max_eval the evaluation images (a smoke test of the path);
-    the result says so."""
+    the result says so.  fresh: train from scratch, whatever is stored (--retrain)."""
     import time
 
     from runtime import machine
@@ -258,8 +247,18 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     experiment = dataclasses.replace(experiment, recipe=recipe)
     directory = workdir(experiment, seed, data_dir)
     result_file = directory / f"metrics-{evaluation_key(experiment, max_eval)}.json"
+    verify = max_steps is None and max_eval is None  # a smoke test checks the path, not results
+    if fresh and directory.exists():
+        shutil.rmtree(directory)
     if result_file.exists():
-        return json.loads(result_file.read_text())
+        cached = read_result(result_file)
+        if cached is None:
+            print(f"cached result {result_file} is damaged: evaluating the run again", file=sys.stderr)
+            result_file.unlink(missing_ok=True)
+        elif not verify or not stale_reason(cached.get("identity"), experiment):
+            return cached
+    if verify:
+        claim_workdir(directory, experiment)
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
     metrics, timing, model = run_task(experiment, directory, data_dir, progress, strategy, precision, max_eval)
@@ -268,9 +267,63 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
               "capped": recipe.steps < experiment.recipe.steps or max_steps is not None or max_eval is not None,
               # Seconds of this session only (a resumed run's earlier sessions are in its log.jsonl).
               "seconds": round(time.perf_counter() - began, 1), **timing,
-              "model": model, "machine": machine.describe(), "curve": learning_curve(directory / "log.jsonl")}
+              "model": model, "machine": machine.describe(), "curve": learning_curve(directory / "log.jsonl"),
+              "run": directory.parent.name}
+    if verify:
+        from training import identity
+
+        result["identity"] = identity.fingerprint(experiment)
     write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
+
+
+def read_result(path: Path) -> dict | None:
+    """A stored seed's result, or None when the file is damaged (cut short, not JSON, or not a
+    result: metrics that are not finite numbers, no seed)."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return result if valid_result(result) else None
+
+
+def valid_result(result) -> bool:
+    if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict) \
+            or not isinstance(result.get("seed"), int) or not result["metrics"]:
+        return False
+    return all(isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        and np.isfinite(v)))
+               for k, v in result["metrics"].items())
+
+
+def stale_reason(stored_identity, experiment) -> str:
+    """Why a stored result or checkpoint no longer stands for `experiment` ("" if it does):
+    the fingerprint parts in which today's code computes other numbers."""
+    from training import identity
+
+    parts = identity.differences(stored_identity, experiment)
+    return "" if not parts else f"the code now computes other numbers ({', '.join(parts)})"
+
+
+def claim_workdir(directory: Path, experiment: Experiment) -> None:
+    """Make `directory` this experiment's: checkpoints left by code that computes other
+    numbers are discarded (resuming from them would mix two trainings), with one line; the
+    fingerprint of the code that trains is recorded in identity.json."""
+    from runtime.files import write_atomic
+    from training import identity
+
+    record = directory / "identity.json"
+    if directory.exists():
+        try:
+            stored = json.loads(record.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            stored = None
+        reason = stale_reason(stored, experiment) if stored is not None else (
+            "its identity.json is missing or damaged" if any(directory.iterdir()) else "")
+        if reason:
+            print(f"discarding the run in {directory}: {reason}", file=sys.stderr)
+            shutil.rmtree(directory)
+    write_atomic(record, json.dumps(identity.fingerprint(experiment), indent=1) + "\n")
 
 
 def learning_curve(log: Path, points: int = 25) -> list[list[float]]:
