@@ -123,8 +123,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="auto (default): mixed_bfloat16 on TPU, mixed_float16 on tensor-core GPUs, "
                              "else float32")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="training fidelities: 2 steps of batch 2 per experiment and seed, evaluated on 8 "
-                             "images, to check the code path end to end; prints the metrics and writes no table")
+                        help="training fidelities: 2 steps of batch 2 per experiment (seed 0 unless --seeds), "
+                             "evaluated on 8 images, to check the code path end to end; prints the metrics and "
+                             "writes nothing (it trains in a temporary folder that it removes)")
     parser.add_argument("--retrain", action="store_true",
                         help="training fidelities: train every run again from scratch; without it, a run whose "
                              "result is committed in tables/ (same configuration, and a numerical fingerprint "
@@ -184,6 +185,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     args.seed_list = parse_seeds(args.seeds)
     if args.seeds is None and args.proxy_scale == "large":
         args.seed_list = LARGE_SCALE_SEEDS
+    if args.seeds is None and args.smoke_test:  # a check of the code path: one seed is enough
+        args.seed_list = (0,)
     args.strategy = args.strategy or "default"
     args.precision = args.precision or "auto"
     return args

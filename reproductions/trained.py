@@ -260,6 +260,13 @@ def announce(spec: TableSpec, fidelity: str, steps: list[dict], smoke_test: bool
                  else " (no timed run to estimate from)")
     if count["committed"]:
         line += "; --retrain trains every run again"
+    elif count["train"]:
+        import keras
+
+        record = runner.load_provenance(runner.ROOT / "tables" / f"{output_stem(spec, fidelity)}.provenance.json")
+        trained_on = ((record or {}).get("machine") or {}).get("backend")
+        if trained_on and trained_on != keras.backend.backend():
+            line += f"; the committed results were trained under {trained_on}: --backend {trained_on} reads them"
     print(line, file=sys.stderr, flush=True)
 
 

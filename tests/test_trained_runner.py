@@ -209,6 +209,32 @@ def test_a_rerun_on_another_machine_is_compared_within_seed_noise(tiny_table1, c
     assert "re-run of a stored result (Some Other CPU" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("tiny-table1")
+def test_committed_results_are_read_not_trained_and_retrain_trains_them(tiny_table1, monkeypatch, capsys):
+    # A clean clone: the committed tables, no cache.  What a newcomer's first proxy command does.
+    import run_all
+    from training import experiments
+
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--quiet"]) == 0
+    files = {p: (p.read_text(), p.stat().st_mtime_ns) for p in (tiny_table1 / "tables").glob("table1.proxy.*")}
+    monkeypatch.setattr(experiments, "CACHE_DIR", tiny_table1 / "a-clean-clone-has-no-cache")
+    monkeypatch.setattr(experiments, "run", lambda *_, **__: pytest.fail("trained a committed run"))
+    capsys.readouterr()
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy"]) == 0
+    out, err = capsys.readouterr()
+    assert "table 1 proxy: 6 runs: 6 from the committed results, 0 from the cache, 0 to train; --retrain " \
+           "trains every run again" in err
+    assert re.search(r"^  resnet50: Top-1 \d+\.\d ± \d+\.\d \(paper 76\.9\)  \[proxy, seeds 0,1,2\]$", out, re.M), out
+    # Read, not re-derived: the table's files are as they were, dates included.
+    assert {p: (p.read_text(), p.stat().st_mtime_ns) for p in files} == files
+    # --retrain trains every run again, from scratch.
+    fresh = []
+    monkeypatch.setattr(experiments, "run", lambda experiment, seed, fresh_=None, **options: fresh.append(
+        options["fresh"]) or {"seed": seed, "metrics": {"Top-1": 50.0}})
+    assert run_all.main(["--tables", "1", "--fidelity", "proxy", "--retrain", "--quiet"]) == 0
+    assert fresh == [True] * 6
+
+
 def test_rows_not_trained_yet_say_so_and_unknown_rows_are_refused():
     df, _ = table({"resnet50": [70, 71, 72], "conv-stem-ps-attention": [60, 61, 62]})
     rows = df.set_index("row")
