@@ -1,47 +1,95 @@
-"""The paper's claims and the verdict of each from this suite's measurements (issue #14).
+"""The paper's claims and the verdict of each from this suite's measurements (issues #14, #25).
 
 The claims are data: reported/claims.csv (id, statement as the paper makes it, the paper's
 cells that carry it, its table).  How each is tested here is declared in TESTS below: which
 measured cells, which statistic, in which direction.  Verdicts are computed from the per-seed
 values of the trained tables (tables/table<N>.proxy.csv, column `values`) and from the count
 tables, and written to tables/claims.csv (`python run_all.py` at any fidelity rewrites it from
-what tables/ holds).
+what tables/ holds).  This docstring is the one statement of the rules; tests/test_claims.py
+checks each on constructed values.
 
-The statistical rules, one per kind of claim, all at the 5 % level:
+What is compared.  A claim's cells are rows' per-seed values.  Rows whose provenance
+(`seed_runs`) gives the same run id for every seed are one training, not several.  Where a
+table has no provenance its rows are taken as distinct trainings, and the claim's note says so.
+Seeds are not paired across models: batches are a function of (seed, step), but the
+initialisations differ, blocking by seed was not declared before the runs, and with 3 seeds a
+paired test has 2 degrees of freedom against Welch's up to 4.  Two evaluations of one training
+(the scale stress test's test ratios) are paired by seed.
+
+Not measurable.  A comparison in which no compared row varies over its seeds has measured no
+noise, so it decides nothing: it is "not measurable" (verdict inconclusive, said in the note),
+never significant.  A comparison whose metric is exactly 0 on every seed of every compared row
+(a metric the proxy does not learn) is not measurable for that reason, and so is one whose
+interval is not finite.
+
+The kinds of claim, all at the 5 % level:
 
 - difference ("A beats B"): Welch's t interval (95 %) of mean(A) - mean(B) over seeds, and
   its two-sided p-value.  Resolution: the smallest difference the experiment detects with 80 %
   power, (t_0.975,df + t_0.80,df) x SE (about 3.7 SE with 3 + 3 seeds).
-- trend ("grows with the span / the size"): Kendall's tau between the factor's level and the
-  per-seed values; two-sided permutation p-value (values shuffled over all runs); a bootstrap
-  interval of tau (seeds resampled within each level).  Resolution: the smallest |tau| the
-  permutation test calls significant.
-- equivalence ("A matches B"): two one-sided Welch tests (TOST) against a margin fixed before
-  any proxy ran (MARGINS); supported when both reject, contradicted when the 95 % interval of
-  the difference lies entirely beyond the margin, inconclusive otherwise.
+- equivalence ("A matches B"), against a margin fixed before any proxy ran (MARGINS), from
+  Welch's t as above.  The claim has one p: the level at which the two-sided interval of the
+  difference first lies wholly inside the margin (2 x the TOST p) or wholly beyond it (2 x the
+  smaller one-sided p of |A - B| > margin), whichever is smaller; which of the two it is gives
+  the direction: inside is the paper's side (supported), beyond the other (contradicted).  So
+  "supported" needs the 95 % interval inside the margin (a TOST at 2.5 % per side), and the
+  claim's one test, both directions together, keeps the 5 % level.
+- trend ("grows with the span / the size"): Kendall's tau-b between the factor's level and the
+  per-seed values, over distinct trainings only: rows that are one training enter once, at
+  the smallest of their levels (the note names them).  Two-sided permutation p-value (values
+  shuffled over all runs); a bootstrap interval of tau (seeds resampled within each training).
+  Resolution: the smallest |tau| the permutation test calls significant.
 - frontier ("the best accuracy-cost trade-off"): for each bootstrap resample of seeds, the
   accuracy of each model of the claimed family minus that of each reference family
   interpolated (linear in log cost) at its cost, averaged over the points inside the
-  reference's cost range; percentile interval and bootstrap p-value.  Costs are the proxy
-  models' own Params / M-Adds.  Resolution: 2.8 bootstrap standard errors.
-- scale gain ("the gain grows with the test resolution"): the relative gain of A over B at the
-  largest test ratio minus that at ratio 1, bootstrapped over seeds as a frontier is.
+  reference's cost range; percentile interval and bootstrap p-value (twice the share of
+  resamples on the other side of 0, at least 2/4000).  Costs are the proxy models' own
+  Params / M-Adds.  Resolution: 2.8 bootstrap standard errors.
+- scale gain (F4, "the gain over X-71 grows from the training resolution to the largest"),
+  in PQ points, never as a ratio: per seed, each model's PQ at the largest test ratio minus
+  its PQ at ratio 1 (one training evaluated twice, paired by seed); Axial-DeepLab-L's change
+  minus X-71's, by Welch's t as a difference.  This equals L's PQ advantage over X-71 at the
+  largest ratio minus that at ratio 1.  (The paper's relative gain divides by X-71's PQ, which
+  is about 0 at 4x on the proxy: a quotient with no finite interval.)
 - count ("fewer Params and M-Adds"): exact, from the count tables; no noise, no p-value.
-- all of several ("outperforms every variant", one claim over PQ, AP and mIoU): supported
-  when every part is, contradicted when any part is, inconclusive otherwise; its p-value is
-  the largest of the parts' (intersection-union test).
+- all of several ("outperforms every variant", one claim over PQ, AP and mIoU): each part is
+  tested by its own kind.  Supported: every part measurable with its effect on the paper's
+  side, p = the largest part p (intersection-union test).  Contradicted: some part on the
+  other side, p = k x the smallest such part's p (Bonferroni over the k measurable parts).
+  The claim's p is the smaller of the two, and the side it comes from gives the direction.  A
+  part that is not measurable decides nothing: the claim can then not be supported (it can
+  still be contradicted by another part), and it is not measurable when no part is.  The part
+  shown is the weakest measurable one (smallest effect / resolution), or the contradicting
+  one; never a part that is not measurable.
 
-Every claim decided from noisy measurements enters one Holm correction: verdict supported
-when its Holm-adjusted p < 0.05 and the effect has the paper's sign, contradicted when
-adjusted p < 0.05 with the opposite sign (equivalence: as above, at the adjusted level),
-inconclusive otherwise -- noise is never a verdict.  Claims whose measurements are not in
-tables/ yet are "not run"; a claim no experiment here can test says so in its note and is
-inconclusive.
+The bootstrap's small-sample bias.  Resampling n seeds gives a mean a standard error of
+sqrt((n - 1) / n) x s / sqrt(n), too small by sqrt(2/3) with 3 seeds.  Every bootstrap here
+(frontier; the trend's interval) resamples each row's residuals inflated by sqrt(n / (n - 1)),
+x_mean + sqrt(n / (n - 1)) x (x_i - x_mean), so that the bootstrap standard error of each
+row's mean is s / sqrt(n).  (Its tails stay those of a bootstrap, narrower than Student's t
+with n - 1 degrees of freedom.)
+
+Random numbers.  Each claim draws from its own generator, seeded by zlib.crc32 of its id (with
+decide's seed, 0 by default), so its numbers do not depend on which other claims or tables
+exist.
+
+One family.  Every claim decided from noisy measurements enters one Holm correction, once:
+supported when its Holm-adjusted p < 0.05 and its effect is on the paper's side, contradicted
+when adjusted p < 0.05 on the other side, inconclusive otherwise -- every kind, equivalence
+included, supported and contradicted alike; noise is never a verdict.  A claim that is the same
+test on the same trainings as another (TESTS' SameAs: T4-l-vs-x71, since Tab. 4's proxy is
+Tab. 2's trainings) is marked not independent: it does not enter the family, and its verdict
+is the other claim's, said in its note.  Where provenance gives both claims' run ids they are
+checked: if they differ, the claim is decided on its own in the family.  Holm's correction
+holds under any dependence, so claims that share a row without being one test (T7-vs-resnet101's
+span 65 is Tab. 2's L) each enter once.  Claims whose measurements are not in tables/ yet are
+"not run"; a claim no experiment here can test says so in its note and is inconclusive.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,23 +126,48 @@ class Cell:
 class Measurements:
     """Per-seed values of the trained tables and exact counts, as tables/ holds them (or as
     given, for tests): seeds[(table, row, metric)] = [value per seed], counts[...] = value,
-    costs[(table, row, "Params"|"M-Adds")] = the proxy model's own count."""
+    costs[(table, row, "Params"|"M-Adds")] = the proxy model's own count,
+    seed_ids[(table, row, metric)] = [the seed of each value] (positional 0, 1, ... if absent),
+    runs[(table, row)] = {seed: run id} (the provenance's seed_runs; absent: unknown)."""
 
     def __init__(self, seeds: dict | None = None, counts: dict | None = None, costs: dict | None = None,
-                 fidelity: str = "proxy"):
+                 fidelity: str = "proxy", runs: dict | None = None, seed_ids: dict | None = None):
         self.seeds = seeds or {}
         self.counts = counts or {}
         self.costs = costs or {}
         self.fidelity = fidelity
+        self.runs = runs or {}
+        self.seed_ids = seed_ids or {}
 
-    def values(self, cell: Cell) -> np.ndarray:
+    def by_seed(self, cell: Cell) -> dict[str, float]:
         key = (str(cell.table), cell.row, cell.metric)
         if key not in self.seeds:
             raise NotMeasured(str(cell))
-        values = np.asarray([v for v in self.seeds[key] if v is not None and not math.isnan(v)], float)
+        ids = self.seed_ids.get(key) or [str(i) for i in range(len(self.seeds[key]))]
+        return {str(s): float(v) for s, v in zip(ids, self.seeds[key]) if v is not None and not math.isnan(v)}
+
+    def values(self, cell: Cell) -> np.ndarray:
+        values = np.asarray(list(self.by_seed(cell).values()), float)
         if len(values) < 2:
             raise NotMeasured(f"{cell} (fewer than 2 seeds)")
         return values
+
+    def paired(self, later: Cell, earlier: Cell) -> np.ndarray:
+        """Per seed, later - earlier: two evaluations of one training, paired by seed."""
+        a, b = self.by_seed(later), self.by_seed(earlier)
+        common = [s for s in a if s in b]
+        if len(common) < 2:
+            raise NotMeasured(f"{later} and {earlier} (fewer than 2 common seeds)")
+        return np.asarray([a[s] - b[s] for s in common], float)
+
+    def training(self, cell: Cell) -> frozenset | None:
+        """The run ids of the cell's seeds (one training = one set), or None where the
+        provenance does not give every seed's."""
+        runs = self.runs.get((str(cell.table), cell.row))
+        seeds = list(self.by_seed(cell))
+        if not runs or not all(s in runs for s in seeds):
+            return None
+        return frozenset(runs[s] for s in seeds)
 
     def count(self, cell: Cell) -> float:
         key = (str(cell.table), cell.row, cell.metric)
@@ -111,24 +184,29 @@ class Measurements:
     @classmethod
     def from_tables(cls, fidelity: str = "proxy") -> "Measurements":
         """What tables/ holds: the trained tables' per-seed values (and, in their provenance,
-        the proxy models' own counts) and the count tables' measured values."""
-        seeds, counts, costs = {}, {}, {}
+        each seed's run id and the proxy models' own counts) and the count tables' measured values."""
+        seeds, seed_ids, runs, counts, costs = {}, {}, {}, {}, {}
         for path in sorted(runner.TABLES_DIR.glob(f"*.{fidelity}.csv")):
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
             for _, r in df.iterrows():
                 if r.get("values"):
-                    seeds[str(r["table"]), r["row"], r["metric"]] = [float(v) if v else float("nan")
-                                                                    for v in r["values"].split(";")]
+                    key = (str(r["table"]), r["row"], r["metric"])
+                    seeds[key] = [float(v) if v else float("nan") for v in r["values"].split(";")]
+                    ids = [s.strip() for s in str(r.get("seeds", "")).split(",") if s.strip()]
+                    if len(ids) == len(seeds[key]):
+                        seed_ids[key] = ids
             provenance = runner.load_provenance(path.with_name(path.name.replace(".csv", ".provenance.json")))
+            table = str((provenance or {}).get("table"))
             for row, model_counts in (provenance or {}).get("model_counts", {}).items():
-                table = str((provenance or {}).get("table"))
                 costs[table, row, "Params"] = model_counts["params"]
                 costs[table, row, "M-Adds"] = model_counts["madds"]
+            for row, seed_runs in (provenance or {}).get("seed_runs", {}).items():
+                runs[table, row] = {str(s["seed"]): s["run"] for s in seed_runs if s.get("run")}
         for path in sorted(runner.TABLES_DIR.glob("table[0-9].csv")):
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
             for _, r in df[df["measured"] != ""].iterrows():
                 counts[str(r["table"]), r["row"], r["metric"]] = float(r["measured"])
-        return cls(seeds, counts, costs, fidelity)
+        return cls(seeds, counts, costs, fidelity, runs, seed_ids)
 
 
 # --- results -------------------------------------------------------------------------------
@@ -148,9 +226,28 @@ class Result:
     parts: list = field(default_factory=list)
     note: str = ""
     untestable: bool = False
+    not_measurable: str = ""           # why the comparison decides nothing (no p-value then)
+    follows: str = ""                  # the claim whose verdict this one takes (not independent)
 
 
 # --- statistics ----------------------------------------------------------------------------
+
+def _all_zero(samples) -> str:
+    if all(np.all(np.asarray(s) == 0) for s in samples):
+        return "not measurable: the metric is 0 on every seed of every compared row"
+    return ""
+
+
+def _no_spread(samples) -> str:
+    if all(np.ptp(np.asarray(s)) == 0 for s in samples):
+        return "not measurable: no compared row varies over its seeds (no noise measured)"
+    return ""
+
+
+def not_measurable(samples) -> str:
+    """Why a comparison of these per-seed samples decides nothing, or ''."""
+    return _all_zero(samples) or _no_spread(samples)
+
 
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """(mean(a) - mean(b), its standard error, Welch-Satterthwaite degrees of freedom)."""
@@ -163,12 +260,13 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 
 def difference_test(a: np.ndarray, b: np.ndarray) -> dict:
+    """Welch's t; with no spread on either side nothing is measured: p, interval and
+    resolution are None."""
     from scipy import stats
 
     diff, se, df = welch(a, b)
     if se == 0:
-        p = 0.0 if diff != 0 else 1.0
-        return {"effect": diff, "interval": (diff, diff), "p": p, "resolution": 0.0, "se": 0.0, "df": df}
+        return {"effect": diff, "interval": None, "p": None, "resolution": None, "se": 0.0, "df": df}
     t = diff / se
     p = float(2 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
@@ -178,49 +276,73 @@ def difference_test(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def equivalence_test(a: np.ndarray, b: np.ndarray, margin: float) -> dict:
-    """TOST: p = the larger of the two one-sided p-values against -margin and +margin."""
+    """One p for "a matches b within margin": 2 x the TOST p (the interval inside the margin)
+    or 2 x the smaller one-sided p of |a - b| > margin (beyond it), whichever is smaller;
+    `side` says which ("inside": the paper's side)."""
     from scipy import stats
 
     test = difference_test(a, b)
     diff, se, df = test["effect"], test["se"], test["df"]
-    if se == 0:
-        p_tost = 0.0 if abs(diff) < margin else 1.0
-    else:
-        p_lower = float(stats.t.sf((diff + margin) / se, df))   # H0: diff <= -margin
-        p_upper = float(stats.t.cdf((diff - margin) / se, df))  # H0: diff >= +margin
-        p_tost = max(p_lower, p_upper)
-    low, high = test["interval"]
-    beyond = low > margin or high < -margin
-    return {**test, "p_tost": p_tost, "beyond_margin": beyond, "margin": margin}
+    if test["p"] is None:
+        return {**test, "p_tost": None, "p_beyond": None, "side": None, "margin": margin}
+    p_lower = float(stats.t.sf((diff + margin) / se, df))   # H0: diff <= -margin
+    p_upper = float(stats.t.cdf((diff - margin) / se, df))  # H0: diff >= +margin
+    p_tost = max(p_lower, p_upper)
+    p_beyond = min(1 - p_lower, 1 - p_upper)                 # H0: diff >= -margin / diff <= +margin
+    inside, beyond = min(1.0, 2 * p_tost), min(1.0, 2 * p_beyond)
+    return {**test, "p": min(inside, beyond), "p_tost": p_tost, "p_beyond": p_beyond,
+            "side": "inside" if inside <= beyond else "beyond", "margin": margin}
 
 
-def kendall_trend(levels: np.ndarray, values: np.ndarray, groups: list[np.ndarray], rng) -> dict:
-    """Kendall's tau of values against levels, permutation p (two-sided), bootstrap interval."""
-    from scipy.stats import kendalltau
+def tau_b(x, y) -> np.ndarray:
+    """Kendall's tau-b of x against each row of y (scipy's kendalltau, vectorised; NaN where
+    either is constant)."""
+    x = np.asarray(x, float)
+    y = np.atleast_2d(np.asarray(y, float))
+    n = len(x)
+    i, j = np.triu_indices(n, 1)
+    sx = np.sign(x[i] - x[j])
+    sy = np.sign(y[:, i] - y[:, j])
+    pairs = n * (n - 1) / 2
+    denominator = np.sqrt((pairs - np.sum(sx == 0)) * (pairs - np.sum(sy == 0, axis=1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (sy @ sx) / np.where(denominator > 0, denominator, 1), np.nan)
 
-    tau = float(kendalltau(levels, values).statistic)
-    permuted = np.empty(PERMUTATIONS)
-    for i in range(PERMUTATIONS):
-        permuted[i] = kendalltau(levels, rng.permutation(values)).statistic
-    permuted = np.nan_to_num(permuted)
+
+def _inflated(sample: np.ndarray) -> np.ndarray:
+    """The sample's residuals inflated by sqrt(n / (n - 1)): its bootstrap SE of the mean is s / sqrt(n)."""
+    n = len(sample)
+    return sample.mean() + math.sqrt(n / (n - 1)) * (sample - sample.mean()) if n > 1 else sample
+
+
+def _resample(sample: np.ndarray, rng, size: int) -> np.ndarray:
+    """`size` bootstrap resamples (rows) of the inflated sample."""
+    base = _inflated(np.asarray(sample, float))
+    return base[rng.integers(0, len(base), (size, len(base)))]
+
+
+def kendall_trend(levels, groups: list[np.ndarray], rng) -> dict:
+    """Kendall's tau of values against levels (one level per group of seeds, one group per
+    distinct training): permutation p (two-sided), bootstrap interval (seeds resampled within
+    each group, inflated)."""
+    x = np.concatenate([[lv] * len(g) for lv, g in zip(levels, groups)])
+    values = np.concatenate(groups)
+    tau = float(tau_b(x, values)[0])
+    permuted = np.nan_to_num(tau_b(x, rng.permuted(np.tile(values, (PERMUTATIONS, 1)), axis=1)))
     p = float((np.sum(np.abs(permuted) >= abs(tau) - 1e-12) + 1) / (PERMUTATIONS + 1))
     critical = float(np.quantile(np.abs(permuted), 1 - ALPHA))
-    boot = np.empty(BOOTSTRAP)
-    for i in range(BOOTSTRAP):
-        resampled = np.concatenate([rng.choice(g, len(g)) for g in groups])
-        boot[i] = kendalltau(levels, resampled).statistic
-    boot = np.nan_to_num(boot)
+    boot = np.nan_to_num(tau_b(x, np.concatenate([_resample(g, rng, BOOTSTRAP) for g in groups], axis=1)))
     low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
     return {"effect": tau, "interval": (float(low), float(high)), "p": p, "resolution": critical}
 
 
 def bootstrap_test(samples: list[np.ndarray], statistic, rng) -> dict:
-    """A statistic of several models' seed samples: estimate, percentile interval, two-sided
-    bootstrap p-value (how often the resampled statistic crosses zero), 2.8 bootstrap SE."""
+    """A statistic of several models' seed means: estimate, percentile interval, two-sided
+    bootstrap p-value (how often the resampled statistic crosses zero), 2.8 bootstrap SE;
+    seeds resampled from the inflated residuals."""
     estimate = float(statistic([s.mean() for s in samples]))
-    boot = np.empty(BOOTSTRAP)
-    for i in range(BOOTSTRAP):
-        boot[i] = statistic([rng.choice(s, len(s)).mean() for s in samples])
+    means = [_resample(s, rng, BOOTSTRAP).mean(axis=1) for s in samples]
+    boot = np.array([statistic([m[i] for m in means]) for i in range(BOOTSTRAP)])
     low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
     crossing = np.mean(boot <= 0) if estimate > 0 else np.mean(boot >= 0)
     p = float(min(1.0, 2 * max(crossing, 1 / BOOTSTRAP)))
@@ -252,9 +374,15 @@ class Difference:
         return [self.better, self.worse]
 
     def evaluate(self, m: Measurements, rng) -> Result:
-        t = difference_test(m.values(self.better), m.values(self.worse))
+        a, b = m.values(self.better), m.values(self.worse)
+        t = difference_test(a, b)
+        note = (f"{self.better.row} - {self.worse.row} {self.better.metric}, Welch t"
+                + (f"; {self.caveat}" if self.caveat else ""))
+        why = not_measurable([a, b])
+        if why:
+            return Result(m.fidelity, t["effect"], unit=self.better.metric, note=note, not_measurable=why)
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.better.metric,
-                      note=f"{self.better.row} - {self.worse.row} {self.better.metric}, Welch t" + (f"; {self.caveat}" if self.caveat else ""))
+                      note=note)
 
 
 @dataclass(frozen=True)
@@ -269,14 +397,20 @@ class Equivalence:
         return [self.a, self.b]
 
     def evaluate(self, m: Measurements, rng) -> Result:
-        t = equivalence_test(m.values(self.a), m.values(self.b), self.margin)
-        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p_tost"], unit=self.a.metric,
-                      equivalence=t, note=f"{self.a.row} - {self.b.row}, TOST with margin +-{self.margin:g}")
+        a, b = m.values(self.a), m.values(self.b)
+        t = equivalence_test(a, b, self.margin)
+        note = f"{self.a.row} - {self.b.row}, equivalence against the margin +-{self.margin:g}"
+        why = not_measurable([a, b])
+        if why:
+            return Result(m.fidelity, t["effect"], unit=self.a.metric, note=note, not_measurable=why)
+        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.a.metric,
+                      equivalence=t, note=note)
 
 
 @dataclass(frozen=True)
 class Trend:
-    """The metric grows with `levels` over `rows` (e.g. spans 5..65, widths S..L)."""
+    """The metric grows with `levels` over `rows` (e.g. spans 5..65, widths S..L); rows that
+    are one training (same run ids) enter once, at the smallest of their levels."""
 
     cells_: tuple[Cell, ...]
     levels: tuple[float, ...]
@@ -285,12 +419,30 @@ class Trend:
         return list(self.cells_)
 
     def evaluate(self, m: Measurements, rng) -> Result:
-        groups = [m.values(c) for c in self.cells_]
-        levels = np.concatenate([[lv] * len(g) for lv, g in zip(self.levels, groups)])
-        t = kendall_trend(levels, np.concatenate(groups), groups, rng)
-        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit="Kendall tau",
-                      note=f"{self.cells_[0].metric} against {', '.join(f'{lv:g}' for lv in self.levels)}, "
-                           "permutation p")
+        trainings, unknown = [], []
+        for cell, level in zip(self.cells_, self.levels):
+            values, key = m.values(cell), m.training(cell)
+            if key is None:
+                unknown.append(cell.row)
+            same = [t for t in trainings if key is not None and t["key"] == key]
+            if same:
+                same[0]["levels"].append(level)
+            else:
+                trainings.append({"key": key, "levels": [level], "values": values})
+        groups = [t["values"] for t in trainings]
+        levels = [min(t["levels"]) for t in trainings]
+        shown = ", ".join(f"{t['levels'][0]:g}" + (f" (= {', '.join(f'{lv:g}' for lv in t['levels'][1:])}: "
+                                                     "one training)" if len(t["levels"]) > 1 else "")
+                          for t in trainings)
+        note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} distinct trainings, permutation p"
+                + (f"; run ids unknown (no provenance) for {', '.join(unknown)}: taken as distinct trainings"
+                   if unknown else ""))
+        why = ("not measurable: fewer than two distinct trainings" if len(trainings) < 2
+               else not_measurable(groups))
+        if why:
+            return Result(m.fidelity, unit="Kendall tau", note=note, not_measurable=why)
+        t = kendall_trend(levels, groups, rng)
+        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit="Kendall tau", note=note)
 
 
 @dataclass(frozen=True)
@@ -324,18 +476,24 @@ class Frontier:
                         gaps.append(means[i] - np.interp(costs[i], x, y))
             return float(np.mean(gaps)) if gaps else float("nan")
 
-        if math.isnan(advantage([s.mean() for s in samples])):
+        estimate = advantage([s.mean() for s in samples])
+        if math.isnan(estimate):
             return Result(m.fidelity, note=f"no model of the family lies inside a reference family's {self.cost} "
                                            "range: nothing to compare at equal cost", untestable=True)
+        note = f"mean advantage at equal {self.cost} (log-linear interpolation), bootstrap over seeds"
+        why = not_measurable(samples)
+        if why:
+            return Result(m.fidelity, estimate, unit=self.family[0].metric, note=note, not_measurable=why)
         t = bootstrap_test(samples, advantage, rng)
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.family[0].metric,
-                      note=f"mean advantage at equal {self.cost} (log-linear interpolation), bootstrap over seeds")
+                      note=note)
 
 
 @dataclass(frozen=True)
 class ScaleGain:
-    """A's relative gain over B at the largest test ratio exceeds that at the training ratio:
-    cells are (A at ratio r, B at ratio r) for r = 1 and the largest."""
+    """A's PQ advantage over B grows from the training ratio to the largest test ratio, in
+    points: per seed, (A at the largest - A at 1) and (B at the largest - B at 1), one
+    training evaluated twice; Welch's t of A's change minus B's."""
 
     a_at_one: Cell
     b_at_one: Cell
@@ -346,15 +504,18 @@ class ScaleGain:
         return [self.a_at_one, self.b_at_one, self.a_at_largest, self.b_at_largest]
 
     def evaluate(self, m: Measurements, rng) -> Result:
-        samples = [m.values(c) for c in self.cells()]
-
-        def growth(means):
-            a1, b1, an, bn = means
-            return (an - bn) / max(abs(bn), 1e-9) - (a1 - b1) / max(abs(b1), 1e-9)
-
-        t = bootstrap_test(samples, growth, rng)
-        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit="relative gain",
-                      note="relative gain at the largest test ratio minus at the training ratio, bootstrap over seeds")
+        raw = [m.values(c) for c in self.cells()]
+        a_change = m.paired(self.a_at_largest, self.a_at_one)
+        b_change = m.paired(self.b_at_largest, self.b_at_one)
+        t = difference_test(a_change, b_change)
+        metric, largest = self.a_at_one.metric, self.a_at_largest.metric
+        note = (f"({largest} - {metric}) of {self.a_at_one.row} minus that of {self.b_at_one.row}, per seed "
+                f"(one training evaluated twice), Welch t: {self.a_at_one.row}'s {metric} advantage at "
+                f"{largest.partition('@')[2]}x minus at 1x, in points")
+        why = _all_zero(raw) or _no_spread([a_change, b_change])
+        if why:
+            return Result(m.fidelity, t["effect"], unit=metric, note=note, not_measurable=why)
+        return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=metric, note=note)
 
 
 @dataclass(frozen=True)
@@ -377,9 +538,17 @@ class Fewer:
                       exact=all(r > 1 for r in ratios.values()), note=note)
 
 
+def _part_text(r: Result) -> str:
+    if r.not_measurable:
+        return f"{r.note}: {r.not_measurable}"
+    return f"{r.note}: {r.effect:+.2f} [{r.interval[0]:+.2f}, {r.interval[1]:+.2f}]"
+
+
 @dataclass(frozen=True)
 class AllOf:
-    """Every part holds (intersection-union): the largest part p-value."""
+    """Every part holds: supported by the intersection-union test (largest part p, every part
+    measurable and on the paper's side), contradicted by any part on the other side (its p x
+    the number of measurable parts); the claim's p is the smaller of the two."""
 
     parts: tuple
 
@@ -388,12 +557,43 @@ class AllOf:
 
     def evaluate(self, m: Measurements, rng) -> Result:
         results = [part.evaluate(m, rng) for part in self.parts]
-        weakest = min(results, key=lambda r: r.effect / r.resolution if r.resolution else r.effect)
-        return Result(m.fidelity, weakest.effect, weakest.interval, weakest.resolution,
-                      max(r.p_value for r in results), unit=weakest.unit, parts=results,
-                      note="every part must hold; shown: the weakest part (" + weakest.note + "); parts: "
-                           + "; ".join(f"{r.note}: {r.effect:+.2f} [{r.interval[0]:+.2f}, {r.interval[1]:+.2f}]"
-                                       for r in results))
+        measured = [r for r in results if not r.not_measurable]
+        unmeasured = len(results) - len(measured)
+        listing = "; ".join(_part_text(r) for r in results)
+        if not measured:
+            return Result(m.fidelity, parts=results, note="every part must hold; parts: " + listing,
+                          not_measurable="not measurable: no part is measurable")
+        k = len(measured)
+        p_support = (max(r.p_value for r in measured) if not unmeasured and all(r.effect > 0 for r in measured)
+                     else 1.0)
+        against = [r for r in measured if r.effect < 0]
+        p_against = min(1.0, k * min(r.p_value for r in against)) if against else 1.0
+        if p_against < p_support:
+            shown, p = min(against, key=lambda r: r.p_value), p_against
+            how = f"most significant part against the claim, its p x {k} measurable parts"
+        else:
+            shown = min(measured, key=lambda r: r.effect / r.resolution if r.resolution else r.effect)
+            p, how = p_support, "weakest measurable part"
+        blocked = (f"; cannot be supported: {unmeasured} part{'s' if unmeasured > 1 else ''} not measurable"
+                   if unmeasured else "")
+        return Result(m.fidelity, shown.effect, shown.interval, shown.resolution, p, unit=shown.unit, parts=results,
+                      note=f"every part must hold; shown: the {how} ({shown.note}){blocked}; parts: {listing}")
+
+
+@dataclass(frozen=True)
+class SameAs:
+    """The same test, on the same trainings, as claim `claim`: not independent evidence; its
+    verdict is that claim's and it does not enter the Holm family."""
+
+    claim: str
+    test: object
+    why: str = ""
+
+    def cells(self):
+        return self.test.cells()
+
+    def evaluate(self, m: Measurements, rng) -> Result:
+        return self.test.evaluate(m, rng)
 
 
 @dataclass(frozen=True)
@@ -443,9 +643,9 @@ TESTS = {
     "T2-s-vs-x71": _beats(2, "axial-deeplab-s", "panoptic-deeplab-x71"),
     "T2-s-cost": Fewer("axial-deeplab-s", "panoptic-deeplab-x71-ms", 2),
     "T2-l-vs-x71": _beats(2, "axial-deeplab-l", "panoptic-deeplab-x71"),
-    "T4-l-vs-x71": Difference(_c(4, "axial-deeplab-l", "PQ"), _c(4, "panoptic-deeplab-x71", "PQ"),
-                              "the proxy has one data set: the same trainings as T2-l-vs-x71, not independent "
-                              "evidence for Mapillary"),
+    "T4-l-vs-x71": SameAs("T2-l-vs-x71", Difference(_c(4, "axial-deeplab-l", "PQ"), _c(4, "panoptic-deeplab-x71", "PQ")),
+                          "the proxy has one data set: Tab. 4's proxy is Tab. 2's trainings, not independent "
+                          "evidence for Mapillary"),
     "T6-attention-beats-resnet": AllOf((_beats(6, "attention-sasa", "resnet50"), _beats(6, "ps-attention", "resnet50"))),
     "T6-ps": _beats(6, "ps-attention", "attention-sasa"),
     "T6-axial": AllOf(tuple(_beats(6, "axial-deeplab-s", "ps-attention", mt) for mt in ("PQ", "AP", "mIoU"))),
@@ -479,9 +679,27 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:+.3g}" + (f" {unit}" if unit else "")
 
 
+def rng_for(claim_id: str, seed: int = 0) -> np.random.Generator:
+    """A claim's own random generator: seeded by zlib.crc32 of its id (and decide's seed)."""
+    return np.random.default_rng([zlib.crc32(claim_id.encode()), seed])
+
+
+def _same_trainings(m: Measurements, test: SameAs) -> tuple[bool, str]:
+    """Whether a SameAs claim's cells are its base claim's trainings: (same, how it is known)."""
+    base = TESTS.get(test.claim)
+    if base is None:
+        return False, f"{test.claim} has no test"
+    pairs = list(zip(test.cells(), base.cells()))
+    keys = [(m.training(a), m.training(b)) for a, b in pairs]
+    if any(a is not None and b is not None and a != b for a, b in keys):
+        return False, f"the provenance gives other run ids than {test.claim}'s: decided on its own"
+    if all(a is not None and a == b for a, b in keys):
+        return True, "the run ids per seed match"
+    return True, "run ids not in the provenance: declared"
+
+
 def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
     """tables/claims.csv's frame: one line per claim of reported/claims.csv."""
-    rng = np.random.default_rng(seed)
     claims = load_claims()
     results: dict[str, Result | str] = {}
     for _, claim in claims.iterrows():
@@ -490,11 +708,28 @@ def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
             results[claim["id"]] = "no test is declared for this claim (reproductions/claims.py TESTS)"
             continue
         try:
-            results[claim["id"]] = test.evaluate(measurements, rng)
+            results[claim["id"]] = test.evaluate(measurements, rng_for(claim["id"], seed))
         except NotMeasured as missing:
             results[claim["id"]] = f"not measured yet: {missing}"
-    noisy = {k: r.p_value for k, r in results.items() if isinstance(r, Result) and r.p_value is not None}
+    independence = {}
+    for claim_id, result in results.items():
+        if not isinstance(result, Result):
+            continue
+        if result.interval and not all(math.isfinite(v) for v in result.interval):
+            result.not_measurable, result.p_value = "not measurable: the interval is not finite", None
+        test = TESTS.get(claim_id)
+        if isinstance(test, SameAs) and isinstance(results.get(test.claim), Result):
+            same, how = _same_trainings(measurements, test)
+            independence[claim_id] = how
+            if same:
+                result.follows = test.claim
+        elif isinstance(test, SameAs):
+            independence[claim_id] = f"{test.claim} is not decided here: decided on its own"
+    noisy = {k: r.p_value for k, r in results.items()
+             if isinstance(r, Result) and r.p_value is not None and not r.not_measurable and not r.follows}
     adjusted = holm(noisy)
+    verdicts = {k: _verdict(r, adjusted.get(k), len(noisy)) for k, r in results.items()
+                if isinstance(r, Result) and not r.follows}
     lines = []
     for _, claim in claims.iterrows():
         result = results[claim["id"]]
@@ -505,13 +740,21 @@ def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
             lines.append(line)
             continue
         line["fidelity"] = "" if result.untestable else result.fidelity
-        line["verdict"], reason = _verdict(result, adjusted.get(claim["id"]), len(noisy))
+        if result.follows:
+            line["verdict"] = verdicts[result.follows][0]
+            reason = (f"not independent: the same trainings as {result.follows} ({independence[claim['id']]}); "
+                      f"its verdict is {result.follows}'s, which enters the Holm family once")
+        else:
+            line["verdict"], reason = verdicts[claim["id"]]
+            if claim["id"] in independence:
+                reason = "; ".join(n for n in (reason, independence[claim["id"]]) if n)
         line["effect"] = (f"{result.effect:.2f}x fewer" if result.exact is not None
                           else _fmt(result.effect, result.unit))
         if result.interval:
             line["interval"] = f"[{result.interval[0]:+.3g}, {result.interval[1]:+.3g}]"
         line["resolution"] = "" if result.resolution is None else f"{result.resolution:.3g}"
-        line["note"] = "; ".join(n for n in (reason, result.note) if n)
+        why = TESTS[claim["id"]].why if isinstance(TESTS.get(claim["id"]), SameAs) else ""
+        line["note"] = "; ".join(n for n in (reason, result.note, why) if n)
         lines.append(line)
     return pd.DataFrame(lines, columns=COLUMNS)
 
@@ -521,15 +764,17 @@ def _verdict(result: Result, adjusted_p: float | None, family: int) -> tuple[str
         return "inconclusive", ""
     if result.exact is not None:
         return ("supported" if result.exact else "contradicted"), "exact counts"
+    if result.not_measurable or result.p_value is None:
+        return "inconclusive", result.not_measurable or "not measurable"
     p_text = f"p = {result.p_value:.3g}, Holm-adjusted {adjusted_p:.3g} over {family} claims"
     if result.equivalence is not None:
-        if adjusted_p < ALPHA:
-            return "supported", f"equivalent within the margin ({p_text})"
-        low, high = result.interval
         margin = result.equivalence["margin"]
-        if low > margin or high < -margin:
-            return "contradicted", f"the 95 % interval lies beyond the margin +-{margin:g}"
-        return "inconclusive", f"neither equivalence nor a difference beyond the margin ({p_text})"
+        if adjusted_p < ALPHA:
+            if result.equivalence["side"] == "inside":
+                return "supported", f"the interval lies inside the margin +-{margin:g} at the Holm level ({p_text})"
+            return "contradicted", f"the interval lies beyond the margin +-{margin:g} at the Holm level ({p_text})"
+        return "inconclusive", (f"neither inside nor beyond the margin +-{margin:g} at the Holm level "
+                                f"({p_text})")
     if adjusted_p < ALPHA:
         return ("supported" if result.effect > 0 else "contradicted"), p_text
     return "inconclusive", p_text

@@ -10,7 +10,8 @@ paper's accuracy, so a measured proxy number cannot pass for a reproduced paper 
   (X-71) at each test resolution (Tab. 2's proxy cells PQ@<ratio>, and PQ at ratio 1), and the
   relative gain of L over X-71.
 - Learning curves of every proxy table (`curves` in its provenance): training loss against step,
-  one panel per row, a thin line per seed, so a reader sees whether training had flattened.
+  one panel per row, a thin line per seed, so a reader sees whether the training loss had
+  flattened (the loss, not the metric).
 
 Points are means over seeds with their standard deviation; the seeds are dots.  Every axis says
 "proxy (measured)".  A figure whose proxy table is absent is not drawn (an old one is removed),

@@ -148,3 +148,184 @@ def test_numbers_in_claim_statements_are_the_cells_reported_values():
                 values |= set(r[(r["row"] == row) & (r["metric"] == metric)]["value"])
         for number in re.findall(r"(?<![\w.])(?<!Sec\. )(\d+\.\d+)(?![\d.]*\s*(?:%|x))", claim["statement"]):
             assert number in values, (claim["id"], number)
+
+
+# --- issue #25, part 5: one rule, kept ---------------------------------------------------------
+
+import zlib
+
+import pandas as pd
+
+from reproductions.claims import AllOf, Difference, Equivalence, Frontier, SameAs, ScaleGain, Trend
+
+NOISE = {Cell(1, f"n{i}", "Top-1"): v for i, v in enumerate(([70.0, 75.0, 80.0], [72.0, 74.0, 78.0]) * 5)}
+NOISE_TESTS = {f"noise{i}": Difference(Cell(1, f"n{2 * i}", "Top-1"), Cell(1, f"n{2 * i + 1}", "Top-1"))
+               for i in range(5)}
+
+
+def decide_with(monkeypatch, tests: dict, values: dict, runs: dict | None = None, **kwargs):
+    """claims.decide over constructed claims and values (reported/claims.csv replaced)."""
+    monkeypatch.setattr(claims, "TESTS", tests)
+    monkeypatch.setattr(claims, "load_claims", lambda: pd.DataFrame(
+        {"id": list(tests), "statement": "s", "cells": "", "table": "1"}))
+    m = Measurements({(str(c.table), c.row, c.metric): v for c, v in values.items()}, runs=runs, **kwargs)
+    return claims.decide(m).set_index("claim")
+
+
+def test_an_equivalence_is_contradicted_only_through_the_holm_family(monkeypatch):
+    """T8-axial-decoder's case: the 95 % interval lies beyond the margin, but the claim is
+    contradicted only if its p passes Holm over the family, like every other noisy verdict."""
+    a, b = Cell(8, "ad", "PQ"), Cell(8, "conv", "PQ")
+    values = {a: [64.0, 65.0, 66.0], b: [60.0, 61.0, 62.0]}  # interval [+1.7, +6.3], margin 1
+    alone = decide_with(monkeypatch, {"eq": Equivalence(a, b, 1.0)}, values)
+    assert alone.loc["eq", "verdict"] == "contradicted"
+    family = decide_with(monkeypatch, {"eq": Equivalence(a, b, 1.0), **NOISE_TESTS}, {**values, **NOISE})
+    assert family.loc["eq", "verdict"] == "inconclusive"
+    assert "Holm-adjusted 0.128 over 6 claims" in family.loc["eq", "note"]
+
+
+def test_equivalence_has_one_p_at_the_5_percent_level():
+    inside = claims.equivalence_test(np.array([60.0, 60.1, 59.9]), np.array([60.05, 60.0, 60.1]), 1.0)
+    beyond = claims.equivalence_test(np.array([64.0, 65.0, 66.0]), np.array([60.0, 61.0, 62.0]), 1.0)
+    assert inside["side"] == "inside" and inside["p"] == pytest.approx(2 * inside["p_tost"])
+    assert beyond["side"] == "beyond" and beyond["p"] == pytest.approx(2 * beyond["p_beyond"])
+    low, high = beyond["interval"]  # p < 0.05 exactly when the 95 % interval lies beyond the margin
+    assert (beyond["p"] < 0.05) == (low > 1.0 or high < -1.0)
+
+
+def test_a_claim_on_another_claims_trainings_is_counted_once(monkeypatch):
+    """T4-l-vs-x71 on T2-l-vs-x71's trainings: not in the family, its verdict is T2-l's."""
+    cells = {t: (Cell(t, "l", "PQ"), Cell(t, "x71", "PQ")) for t in (2, 4)}
+    values = {c: v for t in (2, 4) for c, v in zip(cells[t], ([75.0, 76.0, 75.5], [72.0, 73.0, 74.0]))}  # p 0.032
+    tests = {"T2": Difference(*cells[2]), "T4": SameAs("T2", Difference(*cells[4]))}
+    same = {(t, r): {str(s): f"{r}-run{s}" for s in range(3)} for t in ("2", "4") for r in ("l", "x71")}
+    df = decide_with(monkeypatch, tests, values, same)
+    assert df.loc["T2", "verdict"] == df.loc["T4", "verdict"] == "supported"  # counted twice: 2 x 0.032
+    assert "over 1 claims" in df.loc["T2", "note"]
+    assert "not independent" in df.loc["T4", "note"] and "run ids per seed match" in df.loc["T4", "note"]
+    assert "declared" in decide_with(monkeypatch, tests, values).loc["T4", "note"]  # no provenance
+    other = {**same, ("4", "l"): {str(s): f"other-run{s}" for s in range(3)}}
+    apart = decide_with(monkeypatch, tests, values, other)  # other trainings: decided on its own
+    assert set(apart["verdict"]) == {"inconclusive"} and "over 2 claims" in apart.loc["T4", "note"]
+
+
+def test_t4_is_declared_on_t2s_trainings():
+    t4 = claims.TESTS["T4-l-vs-x71"]
+    assert isinstance(t4, SameAs) and t4.claim == "T2-l-vs-x71"
+    assert [(c.row, c.metric) for c in t4.cells()] == [(c.row, c.metric) for c in claims.TESTS["T2-l-vs-x71"].cells()]
+
+
+def test_a_trend_counts_each_training_once():
+    """T7-span's case: spans 5, 9, 17 are one training at the small scale."""
+    from scipy.stats import kendalltau
+
+    rows = [Cell(7, f"span{lv}", "PQ") for lv in LEVELS]
+    shared = [40.0, 44.0, 42.0]
+    values = {rows[0]: shared, rows[1]: shared, rows[2]: shared, rows[3]: [41.0, 45.0, 44.0],
+              rows[4]: [43.0, 46.0, 44.5]}
+    runs = {("7", r.row): {str(s): f"run-{i}-{s}" if i > 2 else f"run-shared-{s}" for s in range(3)}
+            for i, r in enumerate(rows)}
+    test = claims.Trend(tuple(rows), LEVELS)
+    keyed = {(str(c.table), c.row, c.metric): v for c, v in values.items()}
+    once = test.evaluate(Measurements(keyed, runs=runs), np.random.default_rng(0))
+    levels = [5] * 3 + [33] * 3 + [65] * 3
+    assert once.effect == pytest.approx(kendalltau(levels, shared + values[rows[3]] + values[rows[4]]).statistic)
+    assert "5 (= 9, 17: one training), 33, 65, over 3 distinct trainings" in once.note
+    thrice = test.evaluate(Measurements(keyed), np.random.default_rng(0))  # no provenance: rows taken as distinct
+    assert "over 5 distinct trainings" in thrice.note and "taken as distinct trainings" in thrice.note
+    assert thrice.effect != pytest.approx(once.effect)
+
+
+def test_kendall_tau_b_equals_scipy_with_ties():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(1)
+    x = np.repeat([1.0, 2.0, 3.0, 4.0], 3)
+    ys = rng.integers(0, 4, (20, 12)).astype(float)
+    assert claims.tau_b(x, ys) == pytest.approx([kendalltau(x, y).statistic for y in ys])
+
+
+@pytest.mark.parametrize("test,values", [
+    (claims.Difference(A, B), {A: [80.0] * 3, B: [70.0] * 3}),
+    (claims.Equivalence(A, B, 1.0), {A: [64.0] * 3, B: [60.0] * 3}),
+    (claims.Trend(tuple(Cell(7, f"s{lv}", "PQ") for lv in LEVELS), LEVELS),
+     {Cell(7, f"s{lv}", "PQ"): [float(lv)] * 3 for lv in LEVELS}),
+])
+def test_no_spread_on_either_side_is_not_measurable_never_significant(test, values):
+    result, details = verdict(test, values)
+    assert result == "inconclusive" and details.p_value is None and details.interval is None
+    assert details.not_measurable.startswith("not measurable: no compared row varies")
+
+
+def test_one_side_without_spread_is_still_measured():
+    result, details = verdict(claims.Difference(A, B), {A: [80.0] * 3, B: [70.0, 70.5, 69.5]})
+    assert result == "supported" and details.p_value < 0.05 and not details.not_measurable
+
+
+def test_a_part_that_is_zero_everywhere_is_not_measurable_and_never_the_part_shown():
+    pq, ap = Difference(Cell(6, "a", "PQ"), Cell(6, "b", "PQ")), Difference(Cell(6, "a", "AP"), Cell(6, "b", "AP"))
+    zero = {Cell(6, "a", "AP"): [0.0] * 3, Cell(6, "b", "AP"): [0.0] * 3}
+    result, details = verdict(AllOf((pq, ap)), {Cell(6, "a", "PQ"): CLEAR, Cell(6, "b", "PQ"): BELOW, **zero})
+    assert details.parts[1].not_measurable.endswith("the metric is 0 on every seed of every compared row")
+    assert result == "inconclusive"  # the AP part cannot hold, so the claim cannot be supported
+    assert details.effect == pytest.approx(10.0) and details.unit == "PQ" and "cannot be supported" in details.note
+    result, details = verdict(AllOf((ap, pq)), {Cell(6, "a", "PQ"): BELOW, Cell(6, "b", "PQ"): CLEAR, **zero})
+    assert result == "contradicted" and details.effect == pytest.approx(-10.0)  # a measured part against
+    result, details = verdict(AllOf((ap,)), zero)
+    assert result == "inconclusive" and details.p_value is None and details.effect is None
+
+
+def test_all_of_contradicted_by_one_part_with_bonferroni_over_the_parts():
+    parts = tuple(Difference(Cell(6, "a", mt), Cell(6, "b", mt)) for mt in ("PQ", "mIoU"))
+    values = {Cell(6, "a", "PQ"): BELOW, Cell(6, "b", "PQ"): CLEAR,
+              Cell(6, "a", "mIoU"): OVERLAPPING_A, Cell(6, "b", "mIoU"): OVERLAPPING_B}
+    result, details = verdict(AllOf(parts), values)
+    assert result == "contradicted" and details.p_value == pytest.approx(2 * details.parts[0].p_value)
+
+
+def test_scale_gain_is_a_difference_of_gains_in_points_with_a_finite_interval():
+    """F4-scale's case: X-71 falls to about 0 PQ at 4x; a ratio over it has no finite interval."""
+    l1, x1, l4, x4 = (Cell(2, "l", "PQ"), Cell(2, "x", "PQ"), Cell(2, "l", "PQ@4"), Cell(2, "x", "PQ@4"))
+    values = {l1: [40.0, 30.0, 50.0], l4: [41.0, 31.5, 50.5],   # L's own change +1, +1.5, +0.5: paired by seed
+              x1: [17.7, 10.3, 6.0], x4: [0.0, 0.0, 0.7]}
+    result, details = verdict(ScaleGain(l1, x1, l4, x4), values)
+    expected = np.mean([1.0, 1.5, 0.5]) - np.mean([0 - 17.7, 0 - 10.3, 0.7 - 6.0])
+    assert details.effect == pytest.approx(expected) and details.unit == "PQ"
+    low, high = details.interval
+    assert np.isfinite([low, high]).all() and low < expected < high and high - low < 40  # on the metric's scale
+    assert "in points" in details.note
+
+
+def test_each_claims_random_numbers_depend_only_on_its_id(monkeypatch):
+    assert claims.rng_for("F3-params").random() == np.random.default_rng([zlib.crc32(b"F3-params"), 0]).random()
+    rows = tuple(Cell(7, f"s{lv}", "PQ") for lv in LEVELS)
+    values = {c: [50.0 + i + d for d in (-2.0, 0.5, 1.0)] for i, c in enumerate(rows)}
+    alone = decide_with(monkeypatch, {"trend": Trend(rows, LEVELS)}, values)
+    among = decide_with(monkeypatch, {"first": Trend(rows, LEVELS), "trend": Trend(rows, LEVELS), **NOISE_TESTS},
+                        {**values, **NOISE})
+    assert alone.loc["trend", "interval"] == among.loc["trend", "interval"]
+    assert alone.loc["trend", "resolution"] == among.loc["trend", "resolution"]
+
+
+def test_the_bootstrap_standard_error_of_a_mean_is_not_understated():
+    """Resampling 3 seeds gives a mean's SE sqrt(2/3) x s / sqrt(3); the inflated residuals give s / sqrt(3)."""
+    sample = np.array([70.0, 74.0, 79.0])
+    t = claims.bootstrap_test([sample], lambda means: means[0], np.random.default_rng(0))
+    assert t["resolution"] / 2.8 == pytest.approx(sample.std(ddof=1) / np.sqrt(3), rel=0.05)
+
+
+def test_frontier_without_spread_is_not_measurable():
+    family, reference = (Cell(9, "f", "Top-1"),), (Cell(9, "r1", "Top-1"), Cell(9, "r2", "Top-1"))
+    costs = {("9", "f", "Params"): 2.0, ("9", "r1", "Params"): 1.0, ("9", "r2", "Params"): 3.0}
+    m = Measurements({("9", "f", "Top-1"): [75.0] * 3, ("9", "r1", "Top-1"): [70.0] * 3,
+                      ("9", "r2", "Top-1"): [72.0] * 3}, costs=costs)
+    result = claims.Frontier(family, (reference,), "Params").evaluate(m, np.random.default_rng(0))
+    assert result.p_value is None and claims._verdict(result, None, 1)[0] == "inconclusive"
+
+
+def test_the_committed_tables_give_finite_intervals_and_t4_follows_t2():
+    df = claims.decide(Measurements.from_tables()).set_index("claim")
+    for interval in df["interval"]:
+        if interval:
+            assert all(np.isfinite(float(v)) for v in interval.strip("[]").split(",")), interval
+    assert df.loc["T4-l-vs-x71", "verdict"] == df.loc["T2-l-vs-x71", "verdict"]
