@@ -40,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from reproductions import runner
+from runtime.cli import OneLineParser
 
 REPORTED_FILE = runner.REPORTED_DIR / "model_zoo.csv"
 STEM = "model_zoo.full"
@@ -159,7 +160,7 @@ def make_parser() -> argparse.ArgumentParser:
     from models import checkpoints
     from runtime import backend
 
-    parser = checkpoints._Parser(
+    parser = OneLineParser(
         prog="python -m reproductions.model_zoo",
         description="Evaluate a converted deeplab2 Cityscapes checkpoint on Cityscapes val and write the "
                     "model zoo table (tables/model_zoo.full.csv/.md) with the reported numbers beside it.")
