@@ -119,6 +119,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="tf.distribute strategy for training (default: one device; multi-worker "
                              "reads TF_CONFIG)")
+    parser.add_argument("--tpu", metavar="NAME", default=None,
+                        help="--strategy tpu under TensorFlow: the Cloud TPU to connect to (empty, the default: "
+                             "$TPU_NAME, else the TPU VM's own)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="auto (default): mixed_bfloat16 on TPU, mixed_float16 on tensor-core GPUs, "
                              "else float32")
@@ -187,6 +190,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         args.seed_list = LARGE_SCALE_SEEDS
     if args.seeds is None and args.smoke_test:  # a check of the code path: one seed is enough
         args.seed_list = (0,)
+    if args.tpu is not None and (args.strategy != "tpu" or (args.backend or backend.default_backend()) == "jax"):
+        raise UsageError("--tpu names the TPU of --strategy tpu under TensorFlow (JAX uses the TPU of the "
+                         "machine it runs on)")
     args.strategy = args.strategy or "default"
     args.precision = args.precision or "auto"
     return args
@@ -195,7 +201,14 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 def run_trained(args) -> int:
     """The proxy and full fidelities: every chosen table's declared experiments."""
     from reproductions import report, runner, trained
+    from training import engine
 
+    if args.tpu is not None:  # reaches the TPU resolver as TensorFlow's own TPU_NAME (training/engine.py)
+        os.environ["TPU_NAME"] = args.tpu
+    try:
+        engine.start_processes(args.strategy)  # multi-worker: join the other processes before anything computes
+    except engine.TrainingError as error:
+        raise runner.ReproductionError(str(error)) from None
     specs = [importlib.import_module(TABLES[n]).SPEC for n in args.table_list]
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
@@ -216,7 +229,7 @@ def run_trained(args) -> int:
         print(f"table {spec.table}: {runner.shown(runner.TABLES_DIR / trained.output_stem(spec, args.fidelity))}.csv "
               f"({status})")
         print(trained.cells_summary(df, args.fidelity))
-    if not args.smoke_test:
+    if not args.smoke_test and engine.is_chief(args.strategy):  # of several processes, the chief writes
         from reproductions import claims
 
         verdicts = claims.write()

@@ -536,6 +536,10 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written
+    from training.engine import is_chief
+
+    if not is_chief(strategy):
+        return df  # of several processes (--strategy multi-worker), the chief writes the table
     stem = output_stem(spec, fidelity)
     provenance_path = runner.TABLES_DIR / f"{stem}.provenance.json"
     previous = runner.load_provenance(provenance_path)

@@ -16,8 +16,10 @@ subprocess (`python -m tests.attention_equality`, which prints the results as JS
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+import unittest.mock
 
 import numpy as np
 import keras
@@ -63,8 +65,9 @@ CASES = {
                                          key_position=True, value_position=True, use_batch_norm=True),
                              (1, 4, 4, 3), False),
 }
-# A few of them under JAX, in a subprocess (the backend is fixed at import).
-JAX_CASES = ("axial-clamped-span5-stride2", "local-3-ps-bn-stride2")
+# A few of them under JAX, in a subprocess (the backend is fixed at import); the first one
+# takes the axial layer's windowed path (issue #24), the second its masked path.
+JAX_CASES = ("axial-span3-width-stride2-odd", "axial-clamped-span5-stride2", "local-3-ps-bn-stride2")
 
 
 def _randomise(layer, rng):
@@ -93,7 +96,11 @@ def _step(layer, x, probe, training):
     if keras.backend.backend() == "jax":
         import jax
 
-        step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+        # XLA's cheaper compilation (the cases are tiny: compiling is the cost), as the JAX
+        # subprocess' XLA_FLAGS, for the tests that run in the JAX lane's own process.
+        step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True),
+                       compiler_options={"xla_backend_optimization_level": 0,
+                                         "xla_llvm_disable_expensive_passes": True})
         (_, (y, updated)), (g_w, g_x) = step(trainable, x)
     else:
         import tensorflow as tf
@@ -111,11 +118,14 @@ def _step(layer, x, probe, training):
             **{f"after:{v.path}": numpy(u) for v, u in zip(layer.non_trainable_variables, updated)}}
 
 
-def _run(name: str, dtype: str, reference: bool, weights=None, seed: int = 0):
-    cls, kwargs, shape, training = CASES[name]
+def _run(name: str, dtype: str, reference: bool, weights=None, seed: int = 0, path=None):
+    """One step of case `name` (of CASES, or of WINDOW_CASES with `path` = (attention_path, block_length))."""
+    cls, kwargs, shape, training = CASES[name] if path is None else WINDOW_CASES[name][:4]
     rng = np.random.default_rng(seed)
     x = rng.normal(size=shape)
     layer = (REFERENCE_CLASSES[cls] if reference else cls)(dtype=dtype, name="attention", **kwargs)
+    if path is not None:
+        layer.attention_path, layer.block_length = path
     layer.build(shape)
     if weights is None:
         _randomise(layer, rng)
@@ -159,6 +169,63 @@ def compare(name: str, reference32: bool = True) -> dict:
         ref32, _ = _run(name, "float32", reference=True, weights=weights)
         errors["reference32"] = _error(ref32, fast64)
     return errors
+
+
+# The axial layer's windowed path against its masked path (issue #24), in float64: the same
+# layer and weights with attention_path "masked" (every query against the whole axis, keys
+# outside the span masked) and "windowed" (query blocks with their halos).
+# (name, layer class, constructor arguments, input shape, training, block length, the path
+# "auto" takes).  The first 16 cases: every combination of the three position terms and BN on
+# or off, each with a different mix of axis, strides (1, 2) and training or inference mode, on
+# an axis of 11 with span 5 and blocks of 3 (4 blocks, the last one padded).
+WINDOW_CASES = {}
+for _n, (_q, _k, _v) in enumerate(itertools.product((True, False), repeat=3)):
+    for _bn in (True, False):
+        _axis = ("height", "width")[(_n + _bn) % 2]
+        _strides = 1 + (_n // 2 + _bn) % 2
+        _training = (_n // 4 + _n + _bn) % 2 == 0
+        _shape = (2, 11, 2, 3) if _axis == "height" else (2, 2, 11, 3)
+        _mode = "train" if _training else "infer"
+        WINDOW_CASES[f"{_axis}-q{_q:d}k{_k:d}v{_v:d}-bn{_bn:d}-stride{_strides}-{_mode}"] = (
+            AXIAL, dict(A, axis=_axis, span=5, strides=_strides, query_position=_q, key_position=_k,
+                        value_position=_v, use_batch_norm=_bn), _shape, _training, 3, True)
+WINDOW_CASES.update({
+    # Blocks of the default length (min(WINDOW_BLOCK, m) = 3) on an axis of 10; and of 1 query.
+    "default-block-span3": (AXIAL, dict(A, axis="width", span=3), (2, 3, 10, 3), True, None, True),
+    "block1-span3-stride2": (AXIAL, dict(A, axis="height", span=3, strides=2), (1, 9, 2, 3), True, 1, True),
+    # Many blocks; halos of 2 blocks (block 4, span 5) and of 5 (block 2, span 9).
+    "long-axis-40-span5-block4": (AXIAL, dict(A, axis="width", span=5), (1, 2, 40, 3), True, 4, True),
+    "span9-block2-inference": (AXIAL, dict(A, axis="width", span=9, strides=2), (1, 2, 23, 3), False, 2, True),
+    "span1-block2": (AXIAL, dict(A, axis="height", span=1), (2, 6, 2, 3), True, 2, True),
+    # Offsets clamped at max_span - 1 inside the window.
+    "clamped-table-span7": (AXIAL, dict(A, axis="height", span=7, max_span=2, strides=2), (1, 13, 2, 3), True, 4,
+                            True),
+    # The span equal to and longer than the axis ("auto" keeps the masked path; the windowed
+    # one, forced, still computes the same), and a short axis where blocks would not pay.
+    "span-equals-axis": (AXIAL, dict(A, axis="width", span=7), (2, 2, 7, 3), True, 3, False),
+    "span-longer-than-axis": (AXIAL, dict(A, axis="height", span=9, strides=2), (1, 5, 2, 3), True, 2, False),
+    "span-shorter-blocks-do-not-pay": (AXIAL, dict(A, axis="width", span=5), (1, 2, 7, 3), True, None, False),
+})
+
+
+def compare_paths(name: str, seed: int = 0) -> dict:
+    """The windowed path against the masked path in float64: {"float64": (abs, rel) error, "auto": the
+    path the layer chooses by itself, "windowed" or "masked"}.
+
+    float64 throughout, the layer's BN statistics included: under JAX, keras.backend.result_type
+    ("float64", "float32") is float32, so a float64 layer computes them in float32 (as Keras'
+    BatchNormalization does), and the two paths, which arrange the position terms' statistics
+    differently, would differ by float32 rounding (up to 5e-6 of the largest gradient, measured)
+    whatever their algebra.  tests/test_attention_equality.py's JAX reference case checks the
+    windowed path with the float32 statistics."""
+    cls, kwargs, shape, _, block, _ = WINDOW_CASES[name]
+    with unittest.mock.patch.object(AxialAttention, "statistics_dtype", property(lambda layer: "float64")):
+        masked, weights = _run(name, "float64", reference=False, seed=seed, path=("masked", block))
+        windowed, _ = _run(name, "float64", reference=False, weights=weights, seed=seed, path=("windowed", block))
+    layer = cls(name="attention", **kwargs)
+    layer.block_length = block
+    length = shape[1] if kwargs["axis"] == "height" else shape[2]
+    return {"float64": _error(windowed, masked), "auto": "windowed" if layer.uses_window(length) else "masked"}
 
 
 def mixed_precision_error(name: str, policy: str) -> tuple[float, float]:

@@ -2,7 +2,8 @@
 on one device and data parallel over two CPU devices -- MirroredStrategy (and
 MultiWorkerMirroredStrategy as one local worker: one replica on CPU) on TensorFlow,
 keras.distribution.DataParallel on JAX; prints the losses, replica counts and the shape of
-each replica's share of the batch as JSON."""
+each replica's share of the batch as JSON.  (Two workers, and two JAX processes, each feeding its
+own share: tests/test_multiprocess.py.)"""
 
 import json
 import os

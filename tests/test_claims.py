@@ -156,7 +156,7 @@ import zlib
 
 import pandas as pd
 
-from reproductions.claims import AllOf, Difference, Equivalence, Frontier, SameAs, ScaleGain, Trend
+from reproductions.claims import AllOf, Difference, Equivalence, SameAs, ScaleGain, Trend
 
 NOISE = {Cell(1, f"n{i}", "Top-1"): v for i, v in enumerate(([70.0, 75.0, 80.0], [72.0, 74.0, 78.0]) * 5)}
 NOISE_TESTS = {f"noise{i}": Difference(Cell(1, f"n{2 * i}", "Top-1"), Cell(1, f"n{2 * i + 1}", "Top-1"))

@@ -235,11 +235,17 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     is reused by every evaluation of it) and evaluated.
 
     max_steps caps training and max_eval the evaluation images (a smoke test of the path);
-    the result says so.  fresh: train from scratch, whatever is stored (--retrain)."""
+    the result says so.  fresh: train from scratch, whatever is stored (--retrain).
+    Of several processes (--strategy multi-worker) only the chief writes or removes files;
+    the others read the same folder (and with `fresh` read no stored result, which the chief
+    may be removing), so every process trains, or not, alike."""
     import time
 
     from runtime import machine
     from runtime.files import write_atomic
+    from training.engine import is_chief
+
+    chief = is_chief(strategy)
 
     recipe = dataclasses.replace(experiment.recipe, seed=seed)
     if max_steps is not None and max_steps < recipe.steps:
@@ -248,16 +254,17 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
     directory = workdir(experiment, seed, data_dir)
     result_file = directory / f"metrics-{evaluation_key(experiment, max_eval)}.json"
     verify = max_steps is None and max_eval is None  # a smoke test checks the path, not results
-    if fresh and directory.exists():
+    if fresh and directory.exists() and chief:
         shutil.rmtree(directory)
-    if result_file.exists():
+    if result_file.exists() and not (fresh and not chief):
         cached = read_result(result_file)
         if cached is None:
             print(f"cached result {result_file} is damaged: evaluating the run again", file=sys.stderr)
-            result_file.unlink(missing_ok=True)
+            if chief:
+                result_file.unlink(missing_ok=True)
         elif not verify or not stale_reason(cached.get("identity"), experiment):
             return cached
-    if verify:
+    if verify and chief:
         claim_workdir(directory, experiment)
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
@@ -273,7 +280,8 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
         from training import identity
 
         result["identity"] = identity.fingerprint(experiment)
-    write_atomic(result_file, json.dumps(result, indent=1) + "\n")
+    if chief:
+        write_atomic(result_file, json.dumps(result, indent=1) + "\n")
     return result
 
 

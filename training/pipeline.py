@@ -6,7 +6,9 @@ crop of random area and aspect ratio resized to the input size ("Inception" crop
 flip.  Each example of step s is drawn from a seeded permutation of the split, and its
 augmentation draws from a numpy generator seeded by (seed, step, slot), so the batch of any
 step can be rebuilt after a restart without saving iterator state, and the same batches come
-out on every backend (numpy only: no TensorFlow on the JAX path).  keras-cv's augmentation
+out on every backend (numpy only: no TensorFlow on the JAX path).  For the same reason a
+process of a multi-process run builds only its own slots of a batch (`batch(step, slots)`),
+the same examples as in the whole batch.  keras-cv's augmentation
 layers draw from internal random state instead, which a restarted run cannot reproduce step
 for step, so they are not used here.
 """
@@ -77,9 +79,10 @@ class PanopticBatches:
             image, ids = image[:, ::-1], ids[:, ::-1]
         return image, ids
 
-    def batch(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def batch(self, step: int, slots: range | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Batch `step`, or only its examples at `slots` (a process's share of it)."""
         images, targets = [], []
-        for slot in range(self.batch_size):
+        for slot in range(self.batch_size) if slots is None else slots:
             index = example_index(self.seed, step, slot, self.batch_size, len(self.examples))
             image, ids, segments = self.examples[index]
             image, ids = self._augment(image, ids, augmentation_rng(self.seed, step, slot))
@@ -148,9 +151,10 @@ class ClassificationBatches:
         crop = resize_bilinear(image[top:top + h, left:left + w], self.crop_size)
         return crop[:, ::-1] if rng.random() < 0.5 else crop
 
-    def batch(self, step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def batch(self, step: int, slots: range | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Batch `step`, or only its examples at `slots` (a process's share of it)."""
         images, labels = [], []
-        for slot in range(self.batch_size):
+        for slot in range(self.batch_size) if slots is None else slots:
             source, label = self.records[example_index(self.seed, step, slot, self.batch_size, len(self.records))]
             images.append(normalize(self._augment(self.load(source), augmentation_rng(self.seed, step, slot))))
             labels.append(label)

@@ -37,15 +37,16 @@ MASKED = -1e9  # the logit of a key outside the window or the image, as in the r
 class _Blocking:
     """How one image axis of length n is cut into query blocks with halos (constants only).
 
-    Blocks of s = min(m, n) positions (the axis padded to a multiple of s); block k's halo is
-    the s + m - 1 positions k*s - (m - 1)/2 .. k*s + s - 1 + (m - 1)/2 of the zero-padded
-    axis, every key any of its queries can see.  Halo position r is r - (m - 1)/2 - i away
+    Blocks of s = min(m, n) positions, or min(size, n) (the axial layer's windowed path uses
+    blocks shorter than m), the axis padded to a multiple of s; block k's halo is the s + m - 1
+    positions k*s - (m - 1)/2 .. k*s + s - 1 + (m - 1)/2 of the zero-padded axis, every key
+    any of its queries can see.  Halo position r is r - (m - 1)/2 - i away
     from block position i: in i's window when 0 <= r - i < m, table row r - i.
     """
 
-    def __init__(self, length: int, window: int):
+    def __init__(self, length: int, window: int, size: int | None = None):
         self.length, self.window = length, window
-        self.size = min(window, length)
+        self.size = min(window if size is None else size, length)
         self.blocks = -(-length // self.size)
         self.halo = self.size + window - 1
         offset = np.arange(self.halo)[None, :] - np.arange(self.size)[:, None]
@@ -86,15 +87,31 @@ def _from_blocks(x, rows: _Blocking, cols: _Blocking):
     return slice_axis(slice_axis(x, 1, 0, rows.length), 2, 0, cols.length)
 
 
+def halos(x, axis: int, blocking: _Blocking):
+    """x with `axis` (the blocked axis, of blocking.length) replaced by two, (blocks, halo): the
+    zero-padded neighbourhood of every block, every key any of its queries can see.
+
+    Halo k starts at k*s on the axis padded by (m - 1)/2 in front, so it is made of the padded
+    axis' blocks k .. k + p - 1 (p = ceil(halo / s)) cut to its length: p slices of the axis
+    reshaped into blocks, a number of operations independent of the number of blocks."""
+    if axis == 0:
+        raise ValueError("halos: the blocked axis cannot be the leading (batch) axis")
+    size, rank = blocking.size, len(x.shape)
+    pieces = -(-blocking.halo // size)
+    padded = (blocking.blocks + pieces - 1) * size
+    front = blocking.window // 2
+    x = ops.pad(x, [(0, 0)] * axis + [(front, padded - front - blocking.length)] + [(0, 0)] * (rank - axis - 1))
+    x = ops.reshape(x, (-1,) + tuple(x.shape[1:axis]) + (blocking.blocks + pieces - 1, size)
+                    + tuple(x.shape[axis + 1:]))
+    x = ops.concatenate([slice_axis(x, axis, k, blocking.blocks) for k in range(pieces)], axis=axis + 1)
+    return slice_axis(x, axis + 1, 0, blocking.halo)
+
+
 def _to_halos(x, rows: _Blocking, cols: _Blocking):
     """(batch, h, w, heads, d) -> (blocks, batch, heads, halo keys r*(s+m-1)+c, d): the zero-padded
-    neighbourhood of every block, one slice per block row and per block column."""
-    half = rows.window // 2
+    neighbourhood of every block (`halos` along the rows, then the columns)."""
     heads, depth = x.shape[3], x.shape[4]
-    x = ops.pad(x, ((0, 0), (half, half + rows.blocks * rows.size - rows.length),
-                    (half, half + cols.blocks * cols.size - cols.length), (0, 0), (0, 0)))
-    x = ops.stack([slice_axis(x, 1, k * rows.size, rows.halo) for k in range(rows.blocks)], axis=1)
-    x = ops.stack([slice_axis(x, 3, k * cols.size, cols.halo) for k in range(cols.blocks)], axis=3)
+    x = halos(halos(x, 1, rows), 3, cols)  # (batch, row block, r, col block, c, heads, d)
     x = ops.transpose(x, (1, 3, 0, 5, 2, 4, 6))  # (row block, col block, batch, heads, r, c, d)
     return ops.reshape(x, (rows.blocks * cols.blocks, -1, heads, rows.halo * cols.halo, depth))
 
