@@ -35,7 +35,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from training.experiments import Data, Experiment
+from training.experiments import PAPER_IMAGE, PAPER_PIXEL_SETTINGS, Data, Experiment, PixelSettings, \
+    proxy_pixel_settings
 from training.recipe import Recipe
 
 # --- classification (Tab. 1, Tab. 9) --------------------------------------------------------
@@ -60,15 +61,18 @@ def classification(preset: str) -> Experiment:
 # --- panoptic (Tab. 2/4, 6, 7, 8, Figs. 4/10) -----------------------------------------------
 
 PAPER_FEATURE_ROWS = 65      # Cityscapes 1025 x 2049 at output stride 16: 65 x 129 features
-PAPER_STUFF_AREA = (2048, 1025 * 2049)   # Cityscapes' stuff area limit, and its image area
 PANOPTIC_SIZE = (65, 65)     # 5 x 5 at output stride 16, 3 x 3 at 32
 PANOPTIC_RECIPE = Recipe(steps=300, batch_size=8, crop_size=PANOPTIC_SIZE, learning_rate=0.004,
                          warmup_steps=20, checkpoint_every=50)
 SCALE_STRESS_RATIOS = (0.5, 1.5, 2.0, 3.0, 4.0)
 
 
+# Validation scenes: 500 (issue #25; 60 added about 2 PQ of evaluation noise by themselves).
+PANOPTIC_VAL_SCENES = 500
+
+
 def panoptic_data(size: tuple[int, int]) -> Data:
-    return Data("panoptic-proxy", train=800, val=60, render_size=size)
+    return Data("panoptic-proxy", train=800, val=PANOPTIC_VAL_SCENES, render_size=size)
 
 
 def proxy_span(span: int, factor: float) -> int:
@@ -90,17 +94,26 @@ def _span_change(preset: str, factor: float) -> tuple:
     return (("span", proxy_span(backbone.span, factor)),)
 
 
-def stuff_area(size: tuple[int, int]) -> int:
-    """Cityscapes' stuff area limit as the same share of the proxy's image area."""
-    limit, area = PAPER_STUFF_AREA
-    return max(1, round(limit * size[0] * size[1] / area))
+def pixel_settings(size: tuple[int, int]) -> PixelSettings:
+    """The panoptic proxy's pixel-valued settings at an image of `size`: the paper's scaled by
+    the one rule of training/experiments.py (lengths x r, areas x r^2, r the square root of
+    the image areas' ratio; no length below 2 px, NMS kernels odd and >= 3)."""
+    return proxy_pixel_settings(size)
 
 
 def panoptic(preset: str, size: tuple[int, int] = PANOPTIC_SIZE, test_ratios: tuple[float, ...] = ()) -> Experiment:
     """`preset` on the panoptic proxy at `size`; an axial preset's span scaled with the maps."""
-    recipe = dataclasses.replace(PANOPTIC_RECIPE, crop_size=size)
-    return Experiment(preset, panoptic_data(size), recipe, size, stuff_area=stuff_area(size),
-                      test_ratios=test_ratios, backbone_changes=_span_change(preset, panoptic_span_factor(size)))
+    return _with_pixel_settings(Experiment(preset, panoptic_data(size), PANOPTIC_RECIPE, size, test_ratios=test_ratios,
+                                           backbone_changes=_span_change(preset, panoptic_span_factor(size))))
+
+
+def _with_pixel_settings(experiment: Experiment) -> Experiment:
+    """The panoptic `experiment` with the crop, targets and post-processing of its image size."""
+    settings = pixel_settings(experiment.input_size)
+    recipe = dataclasses.replace(experiment.recipe, crop_size=experiment.input_size,
+                                 center_sigma=settings.center_sigma, small_instance_area=settings.small_instance_area)
+    return dataclasses.replace(experiment, recipe=recipe, stuff_area=settings.stuff_area,
+                               nms_kernel=settings.nms_kernel)
 
 
 # --- scales ---------------------------------------------------------------------------------
@@ -146,8 +159,8 @@ def at_scale(experiment: Experiment, scale: str) -> Experiment:
                                val=experiment.data.val * s.val,
                                render_size=size if panoptic_task else experiment.data.render_size)
     if panoptic_task:
-        changes, area = _span_change(experiment.preset, panoptic_span_factor(size)), stuff_area(size)
-    else:
-        changes, area = _span_change(experiment.preset, size[0] / PAPER_IMAGENET_SIZE), experiment.stuff_area
-    return dataclasses.replace(experiment, recipe=recipe, data=data, input_size=size, stuff_area=area,
-                               backbone_changes=changes)
+        return _with_pixel_settings(dataclasses.replace(
+            experiment, recipe=recipe, data=data, input_size=size,
+            backbone_changes=_span_change(experiment.preset, panoptic_span_factor(size))))
+    return dataclasses.replace(experiment, recipe=recipe, data=data, input_size=size,
+                               backbone_changes=_span_change(experiment.preset, size[0] / PAPER_IMAGENET_SIZE))

@@ -190,6 +190,10 @@ def committed_results(spec: TableSpec, fidelity: str) -> dict[tuple[str, int, st
                           "seconds": run.get("seconds"), "train_seconds": run.get("train_seconds"),
                           "machine": run.get("machine"), "identity": run["identity"],
                           "curve": (curves.get(row) or {}).get(str(run.get("seed")), []),
+                          "loss_components": ((record.get("loss_curves") or {}).get(row) or {}).get(
+                              str(run.get("seed")), []),
+                          "validation": ((record.get("validation_curves") or {}).get(row) or {}).get(
+                              str(run.get("seed")), []),
                           "model": (record.get("model_counts") or {}).get(row), "committed": True}
                 if experiments.valid_result(result):
                     found[row, result["seed"], run["run"]] = result
@@ -552,6 +556,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         proxy_scale=proxy_scale if fidelity == "proxy" else None,
         # Training loss against step, per seed: did it flatten before the comparison? (report)
         curves={row: {str(r["seed"]): r.get("curve", []) for r in row_runs} for row, row_runs in results.items()},
+
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
         # Each seed's metrics and fingerprint make it a committed result that a later run of the
         # same configuration reads instead of training (training/identity.py).
@@ -563,6 +568,13 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
         model_counts={row: row_runs[0]["model"] for row, row_runs in results.items() if row_runs[0].get("model")},
         training_seconds=round(sum(r.get("seconds") or 0 for r in distinct_runs(runs)), 1))
+    # Panoptic: the three losses apart ([step, semantic, center, offset]) and the metric as
+    # training went on ([step, PQ, PQ_Th, PQ_St, mIoU] on the first validation scenes).
+    for key, field_name in (("loss_curves", "loss_components"), ("validation_curves", "validation")):
+        curves = {row: {str(r["seed"]): r[field_name] for r in row_runs if r.get(field_name)}
+                  for row, row_runs in results.items()}
+        if any(curves.values()):
+            record[key] = curves
     if previous and previous.get("config_hash") == record["config_hash"] and previous.get("values") \
             and previous.get("values") != values:
         comparison = compare_runs(previous["values"], values)
@@ -582,5 +594,6 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
 
 
 # What a trained table's provenance says about its results (not when or where it was written).
-SUBSTANTIVE = ("config_hash", "seeds", "values", "trends", "experiments", "curves", "seed_runs", "model_counts",
+SUBSTANTIVE = ("config_hash", "seeds", "values", "trends", "experiments", "curves", "loss_curves",
+               "validation_curves", "seed_runs", "model_counts",
                "proxy_scale", "strategy", "precision")

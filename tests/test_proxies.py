@@ -58,7 +58,7 @@ def test_the_large_scale_multiplies_steps_data_and_seeds():
     assert large.recipe.steps == 4 * small.recipe.steps and large.data.train == 4 * small.data.train
     assert large.data.val == 4 * small.data.val
     assert large.input_size == large.recipe.crop_size == large.data.render_size == (257, 257)
-    assert large.stuff_area == proxies.stuff_area((257, 257)) > small.stuff_area
+    assert large.stuff_area == proxies.pixel_settings((257, 257)).stuff_area > small.stuff_area
     assert proxies.at_scale(small, "small") == small
     assert len(proxies.SCALES["large"].seeds) >= 5 > len(proxies.SCALES["small"].seeds) >= 3
     spec = importlib.import_module("reproductions.table6").SPEC

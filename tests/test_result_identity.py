@@ -115,7 +115,7 @@ def test_a_damaged_seed_result_is_evaluated_again_and_changed_numbers_retrain(mo
     def train(experiment, directory, *_):
         trainings.append(directory)
         (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
-        return {"Top-1": 50.0}, {}, {}
+        return {"Top-1": 50.0}, {}, {}, []
 
     monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(experiments, "_run_classification", train)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.files import CACHE_ROOT
-from training.recipe import Recipe
+from training.recipe import Recipe, repr_without_later_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = CACHE_ROOT / "experiments"
@@ -40,6 +40,37 @@ PROXY_SEEDS = (0, 1, 2)
 # ResNet-50's 100-step proxy scored at chance level, far below its own batch statistics
 # (the figures are in issue #5's closing note).
 PROXY_BN_MOMENTUM = 0.9
+
+# The panoptic proxy's pixel-valued settings (issue #25): Panoptic-DeepLab's [18], set for
+# Cityscapes' 1025 x 2049 images, scaled to the proxy's image by one rule, for every model:
+# with r = sqrt(proxy image area / Cityscapes image area), lengths x r and areas x r^2, and
+# no length below MIN_LENGTH = 2 px, half the decoder's output stride of 4: a centre heatmap
+# narrower than that cannot be drawn by a head that predicts at output stride 4 (the pilot's
+# baseline, at the 65 px scenes' sigma of 0.36 -> 1 px, learnt no centre: issue #25's note).
+# NMS kernels are odd, at least 3.  The centre threshold (0.1, a heatmap value) and top-k
+# (200, a count) have no unit to scale.
+PAPER_IMAGE = (1025, 2049)
+PAPER_PIXEL_SETTINGS = {"center_sigma": 8.0, "small_instance_area": 64 * 64, "nms_kernel": 7, "stuff_area": 2048}
+MIN_LENGTH = 2.0
+
+
+@dataclass(frozen=True)
+class PixelSettings:
+    center_sigma: float         # the centre heatmap's Gaussian (training target)
+    small_instance_area: int    # things smaller than this weigh 3x in the semantic loss
+    nms_kernel: int             # centre non-maximum suppression (post-processing)
+    stuff_area: int             # stuff segments smaller than this become void (post-processing)
+
+
+def proxy_pixel_settings(size: tuple[int, int]) -> PixelSettings:
+    """PAPER_PIXEL_SETTINGS scaled to an image of `size` by the rule above."""
+    r = (size[0] * size[1] / (PAPER_IMAGE[0] * PAPER_IMAGE[1])) ** 0.5
+    paper = PAPER_PIXEL_SETTINGS
+    return PixelSettings(center_sigma=max(MIN_LENGTH, round(paper["center_sigma"] * r, 2)),
+                         small_instance_area=max(1, round(paper["small_instance_area"] * r * r)),
+                         nms_kernel=max(3, 2 * round((paper["nms_kernel"] * r - 1) / 2) + 1),
+                         stuff_area=max(1, round(paper["stuff_area"] * r * r)))
+
 PANOPTIC_DATASETS = ("coco", "cityscapes", "mapillary")
 CLASSIFICATION_METRICS = ("Top-1",)
 PANOPTIC_METRICS = ("PQ", "PQ_Th", "PQ_St", "mIoU", "AP")
@@ -94,7 +125,8 @@ class Experiment:
     input_size: tuple[int, int]
     proxy_width: float | None = PROXY_WIDTH
     eval_crop_fraction: float = 1.0
-    # Post-processing of the panoptic proxy: its small images need a smaller stuff limit.
+    # Post-processing (panoptic): the stuff area limit and the centre NMS kernel, in pixels of
+    # the evaluated image; the panoptic proxy's follow its image size (reproductions/proxies.py).
     stuff_area: int = 2048
     # Scale stress test (Figs. 4/10): also evaluate on the validation scenes rendered at
     # render_size x ratio, the model built at input_size x ratio (panoptic proxy only).
@@ -103,6 +135,11 @@ class Experiment:
     # varies at proxy scale, e.g. (("span", 5),) for Tab. 7's spans scaled to the proxy's maps.
     backbone_changes: tuple[tuple[str, object], ...] = ()
     metrics: tuple[str, ...] = field(default=(), compare=False)
+    # (Added after results were keyed: in the repr only when set; training/recipe.py.)
+    nms_kernel: int = field(default=7, metadata={"keyed_when_set": True})
+
+    def __repr__(self) -> str:
+        return repr_without_later_defaults(self)
 
     def __post_init__(self):
         if not self.metrics:
@@ -159,7 +196,7 @@ def prepared_proxy(data: Data) -> Path:
         root = DATA_CACHE_DIR / f"fashion-mnist-{data.train}-{data.val}"
         return classification_proxy.write_dataset(root, {"train": data.train, "val": data.val})
     h, w = data.render_size
-    root = DATA_CACHE_DIR / f"panoptic-{data.train}-{data.val}-{h}x{w}"
+    root = DATA_CACHE_DIR / f"panoptic-v{proxy.VERSION}-{data.train}-{data.val}-{h}x{w}"
     if not (root / ".complete").exists():
         import shutil
 
@@ -167,8 +204,8 @@ def prepared_proxy(data: Data) -> Path:
         staging = files.staging_folder(DATA_CACHE_DIR, ".panoptic-")
         try:
             # Different seeds for the two splits: validation scenes are new layouts.
-            proxy.write_dataset(staging, "train", data.train, (h, w), seed=0)
-            proxy.write_dataset(staging, "val", data.val, (h, w), seed=1)
+            proxy.write_dataset(staging, "train", data.train, (h, w), seed=proxy.SPLIT_SEEDS["train"])
+            proxy.write_dataset(staging, "val", data.val, (h, w), seed=proxy.SPLIT_SEEDS["val"])
             (staging / ".complete").write_text("")
             if root.exists() and not (root / ".complete").exists():
                 shutil.rmtree(root)  # an incomplete folder: not one of ours, which appear whole
@@ -225,6 +262,8 @@ def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
 def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
     settings = (experiment.input_size, experiment.eval_crop_fraction, experiment.stuff_area,
                 experiment.test_ratios, experiment.metrics, max_eval)
+    if experiment.nms_kernel != 7:  # added later: keys only the evaluations that set it
+        settings += (("nms_kernel", experiment.nms_kernel),)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 
@@ -268,7 +307,8 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
         claim_workdir(directory, experiment)
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
-    metrics, timing, model = run_task(experiment, directory, data_dir, progress, strategy, precision, max_eval)
+    metrics, timing, model, validation = run_task(experiment, directory, data_dir, progress, strategy, precision,
+                                                  max_eval)
     result = {"metrics": metrics, "seed": seed, "steps": recipe.steps,
               "experiment": experiment.describe(),
               "capped": recipe.steps < experiment.recipe.steps or max_steps is not None or max_eval is not None,
@@ -276,6 +316,9 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
               "seconds": round(time.perf_counter() - began, 1), **timing,
               "model": model, "machine": machine.describe(), "curve": learning_curve(directory / "log.jsonl"),
               "run": directory.parent.name}
+    if experiment.data.task == "panoptic":  # the losses apart, and the metric as training went on
+        result["loss_components"] = learning_curve(directory / "log.jsonl", keys=("semantic", "center", "offset"))
+        result["validation"] = validation
     if verify:
         from training import identity
 
@@ -334,18 +377,18 @@ def claim_workdir(directory: Path, experiment: Experiment) -> None:
     write_atomic(record, json.dumps(identity.fingerprint(experiment), indent=1) + "\n")
 
 
-def learning_curve(log: Path, points: int = 25) -> list[list[float]]:
-    """[step, mean training loss] over about `points` equal windows of the run's log.jsonl:
-    whether the loss had flattened when training stopped (the report plots it)."""
+def learning_curve(log: Path, points: int = 25, keys: tuple[str, ...] = ("total",)) -> list[list[float]]:
+    """[step, mean of each of `keys`] over about `points` equal windows of the run's log.jsonl
+    (by default the training loss: whether it had flattened when training stopped)."""
     if not log.exists():
         return []
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    records = [r for r in records if "total" in r]
+    records = [r for r in records if all(k in r for k in keys)]
     if not records:
         return []
     window = max(1, len(records) // points)
     return [[records[min(i + window, len(records)) - 1]["step"],
-             round(float(np.mean([r["total"] for r in records[i:i + window]])), 5)]
+             *(round(float(np.mean([r[k] for r in records[i:i + window]])), 5) for k in keys)]
             for i in range(0, len(records), window)]
 
 
@@ -365,8 +408,11 @@ def _builder(experiment: Experiment, spec, size):
     return lambda: set_batch_norm_momentum(spec.build(size), PROXY_BN_MOMENTUM)
 
 
-def _train(experiment, spec, batches, directory, progress, strategy, precision):
-    """(trained network, training seconds): trains, or resumes, or (finished) loads the weights."""
+def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None):
+    """(trained network, training seconds): trains, or resumes, or (finished) loads the weights.
+
+    validate(step, network): called at each of VALIDATION_POINTS of training (a resumed run
+    only at those still ahead of it), between the segments that training is cut into."""
     import time
 
     from training.engine import Trainer
@@ -375,8 +421,51 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision):
     size = experiment.recipe.crop_size
     trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
                       strategy=strategy, precision=precision)
-    trainer.train(progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
+    steps = experiment.recipe.steps
+    stops = sorted({max(1, round(steps * f)) for f in VALIDATION_POINTS} | {steps}) if validate else [steps]
+    for stop in stops:
+        if stop <= trainer.step and stop != steps:
+            continue  # validated before this run was resumed (validation.jsonl keeps it)
+        trainer.train(until=stop, progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
+        if validate:
+            validate(stop, trainer.model)
     return trainer.model, round(time.perf_counter() - began, 1)
+
+
+# Learning you can see (issue #25): the panoptic proxy's validation metrics at these fractions
+# of training, on the first VALIDATION_SCENES validation scenes (the same for every model).
+VALIDATION_POINTS = (0.25, 0.5, 0.75, 1.0)
+VALIDATION_SCENES = 100
+
+
+class ValidationLog:
+    """A panoptic run's validation curve, kept in its folder (validation.jsonl) so that a resumed
+    run keeps the points it validated before: {step: metrics}."""
+
+    NAMES = ("PQ", "PQ_Th", "PQ_St", "mIoU")
+
+    def __init__(self, directory: Path, write: bool):
+        self.path, self.write = directory / "validation.jsonl", write
+        self.points: dict[int, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                    self.points[int(record["step"])] = {k: record.get(k) for k in self.NAMES}
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a kill: that point is validated again
+
+    def add(self, step: int, metrics: dict) -> None:
+        self.points[step] = {k: metrics.get(k) for k in self.NAMES}
+        if self.write:
+            from runtime.files import write_atomic
+
+            write_atomic(self.path, "".join(json.dumps({"step": k, **v}) + "\n" for k, v in sorted(self.points.items())))
+
+    def curve(self) -> list[list]:
+        """[[step, PQ, PQ_Th, PQ_St, mIoU], ...] in step order."""
+        return [[step] + [None if v.get(k) is None else round(v[k], 2) for k in self.NAMES]
+                for step, v in sorted(self.points.items())]
 
 
 def _model_facts(spec, size, num_classes) -> dict:
@@ -413,7 +502,7 @@ def _run_classification(experiment, directory, data_dir, progress, strategy, pre
         accuracy.update(np.array([label for _, label in chunk]), logits)
     timing = {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - began, 1)}
     return ({"Top-1": 100 * accuracy.result()}, timing,
-            _model_facts(spec, experiment.input_size, len(classes)))
+            _model_facts(spec, experiment.input_size, len(classes)), [])
 
 
 def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision, max_eval):
@@ -429,22 +518,36 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
     spec = model_spec(experiment, len(class_of))
     recipe = experiment.recipe
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
-                              class_of=class_of)
-    model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision)
+                              class_of=class_of, center_sigma=recipe.center_sigma,
+                              small_instance_area=recipe.small_instance_area)
+    from training.engine import is_chief
+
+    validation = ValidationLog(directory, write=is_chief(strategy))
+    subset = val[:VALIDATION_SCENES]
+
+    def validate(step, network):
+        validation.add(step, _evaluate_at(spec, network, subset, categories, experiment.input_size,
+                                          experiment.stuff_area, experiment.nms_kernel))
+
+    model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision,
+                                  validate if experiment.data.is_proxy and not max_eval else None)
     began = time.perf_counter()
     # Evaluation at input_size: the images are resized to the size the model is built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
-    metrics = _evaluate_at(spec, model, val, categories, experiment.input_size, experiment.stuff_area)
+    metrics = _evaluate_at(spec, model, val, categories, experiment.input_size, experiment.stuff_area,
+                           experiment.nms_kernel)
     for ratio in experiment.test_ratios:
-        # The same validation scenes rendered at another size (exact ground truth at any size).
+        # The same validation scenes rendered at another size (exact ground truth at any size),
+        # post-processed with the pixel settings of that size.
         scaled = dataclasses.replace(experiment.data, train=0, render_size=_scaled(experiment.data.render_size, ratio))
         records, _ = coco_panoptic.records(prepared_proxy(scaled), "coco", "val")
         records = records[:max_eval] if max_eval else records
-        at_ratio = _evaluate_at(spec, model, records, categories, _scaled(experiment.input_size, ratio),
-                                round(experiment.stuff_area * ratio ** 2))
-        metrics.update({f"{name}@{ratio:g}": value for name, value in at_ratio.items()})
+        size = _scaled(experiment.input_size, ratio)
+        settings = proxy_pixel_settings(size)
+        at_ratio = _evaluate_at(spec, model, records, categories, size, settings.stuff_area, settings.nms_kernel)
+        metrics.update({f"{name}@{ratio:g}": value for name, value in at_ratio.items() if "[" not in name})
     timing = {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - began, 1)}
-    return metrics, timing, _model_facts(spec, experiment.input_size, len(class_of))
+    return metrics, timing, _model_facts(spec, experiment.input_size, len(class_of)), validation.curve()
 
 
 def _scaled(size: tuple[int, int], ratio: float) -> tuple[int, int]:
@@ -452,15 +555,17 @@ def _scaled(size: tuple[int, int], ratio: float) -> tuple[int, int]:
     return tuple(max(17, int(round((n - 1) * ratio / 16)) * 16 + 1) for n in size)
 
 
-def _evaluate_at(spec, model, records, categories, input_size, stuff_area) -> dict:
+def _evaluate_at(spec, model, records, categories, input_size, stuff_area, nms_kernel) -> dict:
     """The trained weights in a model built at `input_size`, evaluated on `records`."""
     eval_model = spec.build(tuple(input_size))
     eval_model.set_weights(model.get_weights())
-    return evaluate_panoptic(eval_model, records, categories, input_size, stuff_area=stuff_area)
+    return evaluate_panoptic(eval_model, records, categories, input_size, stuff_area=stuff_area,
+                             nms_kernel=nms_kernel)
 
 
 def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", **postprocess) -> dict:
-    """PQ, PQ_Th, PQ_St, mIoU and AP (percent) of a panoptic `model` built at `input_size` on
+    """PQ, PQ_Th, PQ_St, mIoU, AP and each class' PQ ("PQ[<name>]"; None for a class with
+    neither ground truth nor predictions), in percent, of a panoptic `model` built at `input_size` on
     the `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
     things.  AP is Cityscapes' instance AP (Tab. 5-8's), of the post-processed instances scored
     as Panoptic-DeepLab scores them (center heat times mean class probability).  `postprocess` overrides PostProcessConfig's settings (stuff_area, center_threshold,
@@ -515,9 +620,11 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
                            [mask for mask, _, _ in instances], [cls + 1 for _, cls, _ in instances],
                            [score for _, _, score in instances])
     pq = quality.result()
+    per_class = {f"PQ[{info.get('name', c)}]": _percent(pq["per_class"][c]["pq"]) if c in pq["per_class"] else None
+                 for c, info in sorted(categories.items())}
     return {"PQ": _percent(pq["All"]["pq"]), "PQ_Th": _percent(pq["Things"]["pq"]),
             "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"]),
-            "AP": _percent(instance_ap.result()["ap"])}
+            "AP": _percent(instance_ap.result()["ap"]), **per_class}
 
 
 def _cityscapes_instance_ids(ids: np.ndarray, segments: dict, class_of: dict) -> np.ndarray:

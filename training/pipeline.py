@@ -45,9 +45,11 @@ class PanopticBatches:
 
     def __init__(self, root, dataset: str, split: str, batch_size: int, crop_size: tuple[int, int],
                  seed: int = 0, scale_range: tuple[float, float] = (0.5, 2.0), ignore_label: int = 255,
-                 class_of: dict[int, int] | None = None):
+                 class_of: dict[int, int] | None = None, center_sigma: float = 8.0,
+                 small_instance_area: int = 64 * 64):
         """`class_of` maps category ids to the model's contiguous class indices (COCO's ids
-        run to 200 for 133 classes); None keeps the category ids."""
+        run to 200 for 133 classes); None keeps the category ids.  `center_sigma` and
+        `small_instance_area`: the targets' (data/targets.py), in pixels of the crop."""
         records, _ = coco_panoptic.records(root, dataset, split)
         self.examples = []
         for record in records:
@@ -60,6 +62,7 @@ class PanopticBatches:
         self.seed = seed
         self.scale_range = scale_range
         self.ignore_label = ignore_label
+        self.center_sigma, self.small_instance_area = center_sigma, small_instance_area
 
     def _augment(self, image: np.ndarray, ids: np.ndarray, rng: np.random.Generator):
         """Random scale (nearest for ids), pad with void, random crop, random flip."""
@@ -87,7 +90,8 @@ class PanopticBatches:
             image, ids, segments = self.examples[index]
             image, ids = self._augment(image, ids, augmentation_rng(self.seed, step, slot))
             images.append(normalize(image))
-            targets.append(panoptic_targets(ids.astype(np.int64), segments, self.ignore_label))
+            targets.append(panoptic_targets(ids.astype(np.int64), segments, self.ignore_label, sigma=self.center_sigma,
+                                            small_instance_area=self.small_instance_area))
         stacked = {k: np.stack([t[k] for t in targets]) for k in targets[0]}
         return np.stack(images).astype(np.float32), stacked
 

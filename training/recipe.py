@@ -6,12 +6,22 @@ Kept free of any numerical library so that command lines can validate their flag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 OPTIMIZERS = ("radam-lookahead", "sgd-nesterov")
 SCHEDULES = ("poly", "cosine")
+
+
+def repr_without_later_defaults(instance) -> str:
+    """A dataclass' repr without the fields added after results were keyed on it (metadata
+    `keyed_when_set`) while they keep their default: the repr keys runs and tables
+    (training/identity.py, reproductions/trained.py), so a field added later leaves the keys of
+    every run that does not set it as they were."""
+    shown = ", ".join(f"{f.name}={getattr(instance, f.name)!r}" for f in fields(instance)
+                      if f.repr and not (f.metadata.get("keyed_when_set") and getattr(instance, f.name) == f.default))
+    return f"{type(instance).__name__}({shown})"
 
 
 class TrainingError(RuntimeError):
@@ -33,6 +43,14 @@ class Recipe:
     optimizer: str = "radam-lookahead"
     schedule: str = "poly"              # poly (Panoptic-DeepLab) or cosine
     label_smoothing: float = 0.0        # classification only
+    # Panoptic-DeepLab's targets [18] (panoptic only), in pixels of the training crop: the centre
+    # heatmap's Gaussian sigma, and the area below which a thing's semantic loss weighs 3x.
+    # Fields added after results were keyed: in the repr (which keys runs) only when set.
+    center_sigma: float = field(default=8.0, metadata={"keyed_when_set": True})
+    small_instance_area: int = field(default=64 * 64, metadata={"keyed_when_set": True})
+
+    def __repr__(self) -> str:
+        return repr_without_later_defaults(self)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:

@@ -71,6 +71,15 @@ HEIGHT, WIDTH = "height", "width"
 WINDOW_BLOCK = 32
 
 
+def softmax_over_keys(similarity):
+    """Softmax over the last (key) axis.  Over a single key (span 1, or an axis of length 1) it
+    is 1, written as such (with softmax's zero gradient, so the logits' variables keep one):
+    Keras warns on a softmax over an axis of size 1 at every trace."""
+    if similarity.shape[-1] == 1:
+        return similarity * 0.0 + 1.0
+    return ops.softmax(similarity, axis=-1)
+
+
 def every(x, axis: int, step: int):
     """Every step-th entry of x along `axis` (from the first), by pad, reshape and slice.
 
@@ -372,7 +381,7 @@ class AxialAttention(PositionSensitiveAttention):
         if self.span is not None and self.span < 2 * length - 1:
             outside = np.abs(np.arange(length)[None, :] - np.arange(length)[:, None]) > self.span // 2
             similarity = ops.where(outside, -1e9, similarity)
-        weights = ops.softmax(similarity, axis=-1)
+        weights = softmax_over_keys(similarity)
 
         retrieved = [ops.matmul(weights, value)]  # [lines, heads, L, d_v]
         if self.value_position:
@@ -425,7 +434,7 @@ class AxialAttention(PositionSensitiveAttention):
         if banded is not None:
             similarity = similarity + _skew(_to_query_blocks(banded, blocking))
         similarity = ops.where(_window_mask(length, self.span, blocking.size), similarity, -1e9)
-        weights = ops.softmax(similarity, axis=-1)
+        weights = softmax_over_keys(similarity)
 
         values = halos(value, 2, blocking)  # [lines, heads, block, halo r, d_v]
         retrieved = [_from_query_blocks(ops.matmul(weights, values), length)]

@@ -1,0 +1,55 @@
+"""The pilot's design rules (reproductions/pilot.py) on constructed values: the power formula,
+the "learns the task" rule, the seeds within the budget, and no design for a task not learnt."""
+
+import math
+
+import pytest
+
+from reproductions import pilot
+
+
+def result(seed, pq=40.0, things=20.0, stuff=60.0, curve=((225, 39.5), (300, 40.0)), seconds=200.0):
+    return {"seed": seed, "metrics": {"PQ": pq, "PQ_Th": things, "PQ_St": stuff, "mIoU": 50.0, "AP": 5.0},
+            "validation": [[step, value, 0, 0, 0] for step, value in curve], "train_seconds": seconds,
+            "eval_seconds": 0.0, "experiment": "constructed", "machine": "here"}
+
+
+def test_resolvable_effect_is_the_two_sample_t_power_formula():
+    from scipy import stats
+
+    expected = (stats.t.ppf(0.975, 8) + stats.t.ppf(0.8, 8)) * 1.0 * math.sqrt(2 / 5)
+    assert pilot.resolvable(1.0, 5, 0.05) == pytest.approx(expected)
+    assert pilot.resolvable(2.0, 5, 0.05) == pytest.approx(2 * expected)
+    assert pilot.resolvable(1.0, 10, 0.05) < pilot.resolvable(1.0, 5, 0.05) < pilot.resolvable(1.0, 5, 0.05 / 18)
+
+
+def test_family_counts_the_claims_that_can_enter_holm():
+    assert pilot.family_size() == 18
+
+
+def test_a_task_is_learnt_only_with_things_stuff_and_a_flat_curve():
+    assert pilot.learns([result(s) for s in range(5)]) == (True, "")
+    ok, why = pilot.learns([result(0), result(1, things=0.5)])
+    assert not ok and "thing PQ below 5" in why and "0.5" in why
+    ok, why = pilot.learns([result(0, curve=((225, 30.0), (300, 40.0)))])
+    assert not ok and "still moving" in why
+
+
+def test_design_declares_seeds_within_the_budget_and_their_resolution():
+    record = pilot.design([result(s, pq=40.0 + s) for s in range(5)])
+    assert record["learns_the_task"] and record["pilot"]["std"]["PQ"] == pytest.approx(1.5811, abs=1e-3)
+    for table, d in record["tables"].items():
+        assert 3 <= d["seeds"] <= pilot.MAX_SEEDS
+        if d["seeds"] > 3:
+            assert d["estimated_seconds"] <= pilot.BUDGET_SECONDS
+        assert d["resolvable_PQ_holm"] > d["resolvable_PQ"] > 0
+    assert "misses the goal" in record["decision"]
+
+
+def test_things_not_learnt_are_not_measurable_and_no_pq_means_no_design():
+    record = pilot.design([result(s, things=0.2) for s in range(5)])
+    assert not record["learns_the_task"] and record["not_measurable"] == ["PQ_Th"] and record["tables"]
+    assert "not measurable on this proxy: PQ_Th" in record["decision"]
+    record = pilot.design([result(s, pq=2.0, things=0.0, stuff=4.0) for s in range(5)])
+    assert "tables" not in record and record["decision"].startswith("no design")
+    assert "Learns the task: False" in pilot.markdown(record)
