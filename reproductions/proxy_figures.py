@@ -11,7 +11,8 @@ paper's accuracy, so a measured proxy number cannot pass for a reproduced paper 
   relative gain of L over X-71.
 - Learning curves of every proxy table (`curves` in its provenance): training loss against step,
   one panel per row, a thin line per seed, so a reader sees whether the training loss had
-  flattened (the loss, not the metric).
+  flattened; on the panoptic proxy (since issue #25) also the validation PQ at four points of
+  training (`validation_curves`), so "flattened" can be said of the metric.
 
 Points are means over seeds with their standard deviation; the seeds are dots.  Every axis says
 "proxy (measured)".  A figure whose proxy table is absent is not drawn (an old one is removed),
@@ -192,8 +193,11 @@ def scale_stress(df: pd.DataFrame):
 
 
 def learning_curves(provenance: dict, labels: dict[str, str]):
-    """Training loss against step: one panel per row, a thin line per seed; None if no curves."""
+    """Training loss against step: one panel per row, a thin line per seed; with the
+    validation PQ during training on a right axis (orange) where the provenance has it
+    (`validation_curves`, the panoptic proxy since issue #25); None if no curves."""
     curves = {row: seeds for row, seeds in provenance.get("curves", {}).items() if any(seeds.values())}
+    validation = provenance.get("validation_curves") or {}
     if not curves:
         return None
     plt = _pyplot()
@@ -206,6 +210,15 @@ def learning_curves(provenance: dict, labels: dict[str, str]):
             if points:
                 steps, losses = zip(*points)
                 ax.plot(steps, losses, "-", color="C0", lw=0.8, alpha=0.8)
+        points_by_seed = [p for p in (validation.get(row) or {}).values() if p]
+        if points_by_seed:
+            metric_ax = ax.twinx()
+            for points in points_by_seed:
+                metric_ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color="C1", lw=0.8, ms=2)
+            metric_ax.set_ylim(0, 100)
+            metric_ax.tick_params(labelsize=5, colors="C1")
+            if ax in axes[:, -1] or row == list(curves)[-1]:
+                metric_ax.set_ylabel("validation PQ", fontsize=6, color="C1")
         ax.set_title(labels.get(row, row), fontsize=7)
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -532,7 +533,17 @@ def render() -> str:
         unmeasured=_unmeasured(sections), alpha=claims.ALPHA, proxy_width=f"{PROXY_WIDTH:g}",
         stale=[s["number"] for s in sections if s["state"] == "stale"],
         not_run=[s["number"] for s in sections if s["state"] == "not run"],
+        design=_proxy_design(),
     )
+
+
+def _proxy_design() -> dict | None:
+    """The panoptic proxy's pilot and design (reproductions/pilot.py), if written."""
+    path = runner.TABLES_DIR / "proxy_design.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def report_file():

@@ -53,3 +53,13 @@ def test_things_not_learnt_are_not_measurable_and_no_pq_means_no_design():
     record = pilot.design([result(s, pq=2.0, things=0.0, stuff=4.0) for s in range(5)])
     assert "tables" not in record and record["decision"].startswith("no design")
     assert "Learns the task: False" in pilot.markdown(record)
+
+
+def test_the_report_states_the_design(monkeypatch):
+    from reproductions import report
+
+    record = pilot.design([result(s, pq=40.0 + s, things=0.2) for s in range(5)])
+    monkeypatch.setattr(report, "_proxy_design", lambda: record)
+    html = report.render()
+    assert "pilot and design" in html and "40.0, 41.0, 42.0, 43.0, 44.0" in html
+    assert "not measurable on this proxy: PQ_Th" in html

@@ -169,3 +169,22 @@ def test_what_the_renderer_draws_is_what_the_evaluator_scores(tmp_path):
     # is the only loss the ground truth can have.
     assert all(value > 90 for value in per_class.values()), per_class
     assert metrics["PQ_St"] > 99 and metrics["PQ_Th"] > 95 and metrics["mIoU"] > 99
+
+
+def test_a_changed_renderer_writes_another_data_folder(monkeypatch, tmp_path):
+    """The first version-2 pilot trained on a folder an earlier renderer had written (the folder
+    was named by a version number nobody bumped): a folder is now named by what is drawn."""
+    from training import experiments
+
+    monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tmp_path)
+    data = experiments.Data("panoptic-proxy", train=2, val=2, render_size=(33, 33))
+    first = experiments.prepared_proxy(data)
+    assert first.parent == tmp_path and (first / ".complete").exists()
+    assert experiments.prepared_proxy(data) == first  # the same renderer reads its folder
+    proxy.renderer_key.cache_clear()
+    monkeypatch.setattr(proxy, "STUFF_TINT_JITTER", 0.3)
+    try:
+        second = experiments.prepared_proxy(data)
+    finally:
+        proxy.renderer_key.cache_clear()
+    assert second != first and (second / ".complete").exists()

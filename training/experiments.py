@@ -196,7 +196,9 @@ def prepared_proxy(data: Data) -> Path:
         root = DATA_CACHE_DIR / f"fashion-mnist-{data.train}-{data.val}"
         return classification_proxy.write_dataset(root, {"train": data.train, "val": data.val})
     h, w = data.render_size
-    root = DATA_CACHE_DIR / f"panoptic-v{proxy.VERSION}-{data.train}-{data.val}-{h}x{w}"
+    # Named by what the renderer draws (data/proxy.py renderer_key): another renderer's folder is
+    # never read as this one's.
+    root = DATA_CACHE_DIR / f"panoptic-{proxy.renderer_key()}-{data.train}-{data.val}-{h}x{w}"
     if not (root / ".complete").exists():
         import shutil
 
