@@ -106,8 +106,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="full fidelity: folder holding imagenet/, coco/, cityscapes/, "
                                            "mapillary/ (see README, 'Full fidelity')")
     parser.add_argument("--seeds", default=None, metavar="S[,S...]",
-                        help="training seeds (default 0,1,2, or 0-4 at --proxy-scale large; proxy needs at "
-                             "least 3)")
+                        help="training seeds (default 0,1,2, or 0-4 at --proxy-scale large; a panoptic table's "
+                             "small-scale proxy: the seeds its design gives, tables/proxy_design.md; proxy needs "
+                             "at least 3)")
     parser.add_argument("--rows", metavar="ROW[,ROW...]", default=None,
                         help="training fidelities, one table: train only these of its declared rows (e.g. "
                              "resnet50,ps-attention); the table is written with the others marked not run, "
@@ -198,6 +199,17 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def table_seeds(args, table: int) -> tuple[int, ...]:
+    """A table's seeds: --seeds when given; else, for a panoptic table's small-scale proxy, the
+    seeds of the committed design (reproductions/pilot.py, tables/proxy_design.json); else
+    the default."""
+    if args.seeds is None and args.fidelity == "proxy" and args.proxy_scale == "small" and not args.smoke_test:
+        from reproductions import pilot
+
+        return pilot.design_seeds(table) or args.seed_list
+    return args.seed_list
+
+
 def run_trained(args) -> int:
     """The proxy and full fidelities: every chosen table's declared experiments."""
     from reproductions import report, runner, trained
@@ -213,12 +225,12 @@ def run_trained(args) -> int:
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
     for spec in specs:  # fail before any training
-        trained.preflight(spec, args.fidelity, args.seed_list, args.data_dir, args.smoke_test, args.proxy_scale,
-                          args.row_list, args.retrain)
+        trained.preflight(spec, args.fidelity, table_seeds(args, spec.table), args.data_dir, args.smoke_test,
+                          args.proxy_scale, args.row_list, args.retrain)
     for spec in specs:
-        df = trained.run_trained_table(spec, args.fidelity, args.seed_list, args.data_dir, not args.quiet,
-                                       args.strategy, args.precision, args.smoke_test, args.proxy_scale,
-                                       args.row_list, args.retrain)
+        df = trained.run_trained_table(spec, args.fidelity, table_seeds(args, spec.table), args.data_dir,
+                                       not args.quiet, args.strategy, args.precision, args.smoke_test,
+                                       args.proxy_scale, args.row_list, args.retrain)
         if args.smoke_test:
             print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
                   "nothing written):")

@@ -17,8 +17,12 @@ The rules, declared here before the pilot ran:
 - The seed spread is the pilot's standard deviation of PQ (and of each metric) over seeds.
   The goal is a within-row PQ std of at most GOAL_STD.
 - Seeds per row: the most that fit the budget (BUDGET_SECONDS per table on this machine's
-  2 cores, at the pilot's seconds per run and the table's number of distinct trainings), at
-  least 3 and at most MAX_SEEDS.
+  2 cores), at least 3 and at most MAX_SEEDS.  A table's seconds per seed are the sum over its
+  distinct trainings of each row's seconds per run, measured: the median of the row's runs in
+  the table's committed provenance (the first proxy, the same models and steps on other scenes;
+  the median, because a run resumed or shared with a loaded machine records odd seconds),
+  scaled by the pilot's seconds over the baseline's there (validation during training and 500
+  validation scenes cost more); the pilot's seconds for a row without committed runs.
 - Smallest resolvable effect of a two-row comparison with n seeds per row and the pilot's
   spread s: (t_{1 - a/2, 2n - 2} + t_{POWER, 2n - 2}) s sqrt(2 / n), at a = ALPHA (one test) and
   at a = ALPHA / m, Holm's first and strictest level over the m claims of the family
@@ -30,7 +34,6 @@ the design; `--design-only` recomputes the design from cached seeds without trai
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import math
@@ -85,7 +88,8 @@ def learns(results: list[dict]) -> tuple[bool, str]:
     learnt = learnt_metrics(results)
     for name, what in (("PQ_Th", "thing PQ"), ("PQ_St", "stuff PQ")):
         if name not in learnt:
-            values = ", ".join(f"{r['metrics'].get(name)}" for r in results)
+            values = ", ".join("n/a" if r["metrics"].get(name) is None else f"{r['metrics'][name]:.2f}"
+                               for r in results)
             reasons.append(f"{what} below {LEARNT_FLOOR:g} on some seed ({values})")
     for result in results:
         curve = result.get("validation") or []
@@ -95,13 +99,41 @@ def learns(results: list[dict]) -> tuple[bool, str]:
     return not reasons, "; ".join(reasons)
 
 
-def table_trainings(table: int) -> int:
-    """A panoptic table's distinct proxy trainings per seed (rows that coincide train once)."""
+def table_seconds(table: int, pilot_seconds: float) -> tuple[int, float]:
+    """(distinct trainings per seed, estimated seconds per seed) of a panoptic table's proxy,
+    by the rule in the module docstring."""
     from reproductions import trained
 
     spec = importlib.import_module(f"reproductions.table{table}").SPEC
     pairs = trained.declared(spec, "proxy")
-    return len({trained.as_run(experiment, False) for _, experiment in pairs})
+    runs = {}
+    for row, experiment in pairs:
+        runs.setdefault(trained.as_run(experiment, False), row)
+    stored = _committed_provenance(spec)
+    measured = {row: float(np.median([r["seconds"] for r in seeds if r.get("seconds")]))
+                for row, seeds in (stored.get("seed_runs") or {}).items()
+                if isinstance(seeds, list) and any(r.get("seconds") for r in seeds)}
+    baseline = _baseline_seconds()
+    scale = pilot_seconds / baseline if baseline else 1.0
+    return len(runs), sum(measured[row] * scale if row in measured else pilot_seconds for row in runs.values())
+
+
+def _committed_provenance(spec) -> dict:
+    """A table's proxy provenance as committed (tables/ of the checkout)."""
+    from reproductions import runner, trained
+
+    path = runner.ROOT / "tables" / f"{trained.output_stem(spec, 'proxy')}.provenance.json"
+    return runner.load_provenance(path) or {}
+
+
+def _baseline_seconds() -> float | None:
+    """The baseline's median seconds per run in the pilot table's committed provenance."""
+
+    spec = importlib.import_module(f"reproductions.table{PILOT_TABLE}").SPEC
+    stored = _committed_provenance(spec)
+    seeds = (stored.get("seed_runs") or {}).get(PILOT_ROW) or []
+    values = [r["seconds"] for r in seeds if isinstance(r, dict) and r.get("seconds")]
+    return float(np.median(values)) if values else None
 
 
 def design(results: list[dict]) -> dict:
@@ -113,7 +145,7 @@ def design(results: list[dict]) -> dict:
     m = family_size()
     record = {
         "pilot": {"table": PILOT_TABLE, "row": PILOT_ROW, "experiment": results[0].get("experiment"),
-                  "seeds": [r["seed"] for r in results], "machine": results[0].get("machine"),
+                  "seeds": [r["seed"] for r in results], "machine": _machine(results[0].get("machine")),
                   "per_seed": {str(r["seed"]): r["metrics"] for r in results},
                   "validation": {str(r["seed"]): r.get("validation") for r in results},
                   "mean": {name: float(np.mean(v)) for name, v in values.items() if None not in v},
@@ -132,11 +164,11 @@ def design(results: list[dict]) -> dict:
     s = spread["PQ"]
     tables = {}
     for table in PANOPTIC_TABLES:
-        trainings = table_trainings(table)
-        affordable = int(BUDGET_SECONDS // max(1.0, trainings * seconds))
+        trainings, per_seed = table_seconds(table, seconds)
+        affordable = int(BUDGET_SECONDS // max(1.0, per_seed))
         seeds = max(3, min(MAX_SEEDS, affordable))
         tables[str(table)] = {"trainings_per_seed": trainings, "seeds": seeds,
-                              "estimated_seconds": round(trainings * seeds * seconds),
+                              "estimated_seconds": round(per_seed * seeds),
                               "resolvable_PQ": round(resolvable(s, seeds, ALPHA), 2),
                               "resolvable_PQ_holm": round(resolvable(s, seeds, ALPHA / m), 2)}
     record["tables"] = tables
@@ -145,6 +177,12 @@ def design(results: list[dict]) -> dict:
                           + ("" if ok else f"; not measurable on this proxy: {', '.join(record['not_measurable'])} "
                              f"({why})"))
     return record
+
+
+def _machine(described) -> str | None:
+    from runtime import machine
+
+    return machine.summary(described) if described else None
 
 
 def markdown(record: dict) -> str:
@@ -169,6 +207,18 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def design_seeds(table: int) -> tuple[int, ...] | None:
+    """The seeds the committed design gives a panoptic table's small-scale proxy (0 .. n - 1),
+    or None without a design for it (tables/proxy_design.json)."""
+    from reproductions import runner
+
+    try:
+        record = json.loads((runner.ROOT / "tables" / "proxy_design.json").read_text())
+        return tuple(range(int(record["tables"][str(table)]["seeds"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def main(argv=None) -> int:
     from runtime.cli import OneLineParser, UsageError
 
@@ -180,14 +230,14 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from reproductions import runner
+    from reproductions import runner, trained
     from runtime.files import write_set
     from training import experiments
 
     experiment = pilot_experiment()
     results = []
     for seed in PILOT_SEEDS:
-        path = experiments.workdir(experiment, seed) / f"metrics-{experiments.evaluation_key(experiment, None)}.json"
+        path = trained.metrics_file(experiment, seed)
         cached = experiments.read_result(path) if path.exists() else None
         if cached is None and args.design_only:
             print(f"pilot seed {seed} has not run: run without --design-only", file=sys.stderr)

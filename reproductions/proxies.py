@@ -35,8 +35,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from training.experiments import PAPER_IMAGE, PAPER_PIXEL_SETTINGS, Data, Experiment, PixelSettings, \
-    proxy_pixel_settings
+from training.experiments import Data, Experiment, PixelSettings, proxy_pixel_settings
 from training.recipe import Recipe
 
 # --- classification (Tab. 1, Tab. 9) --------------------------------------------------------

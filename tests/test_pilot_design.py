@@ -63,3 +63,16 @@ def test_the_report_states_the_design(monkeypatch):
     html = report.render()
     assert "pilot and design" in html and "40.0, 41.0, 42.0, 43.0, 44.0" in html
     assert "not measurable on this proxy: PQ_Th" in html
+
+
+def test_a_panoptic_proxy_runs_the_seeds_of_its_design(monkeypatch):
+    import run_all
+
+    monkeypatch.setattr(pilot, "design_seeds", lambda table: (0, 1, 2, 3, 4) if table == 6 else None)
+    args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy"])
+    assert run_all.table_seeds(args, 6) == (0, 1, 2, 3, 4)
+    assert run_all.table_seeds(args, 1) == (0, 1, 2)  # no design: the default
+    args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--seeds", "0,1,2"])
+    assert run_all.table_seeds(args, 6) == (0, 1, 2)  # --seeds wins
+    args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--proxy-scale", "large"])
+    assert run_all.table_seeds(args, 6) == (0, 1, 2, 3, 4)  # the large scale's own

@@ -16,6 +16,7 @@ import pytest
 from data import coco_panoptic, proxy
 from data.targets import SegmentInfo, panoptic_targets
 from reproductions import proxies
+from training import experiments
 
 
 def test_digits_and_labels_are_mlxtends_own():
@@ -91,12 +92,12 @@ def test_stuff_tints_vary_within_their_class_family():
 
 
 def test_pixel_settings_follow_one_rule():
-    paper = proxies.PAPER_PIXEL_SETTINGS
-    at_paper = proxies.pixel_settings(proxies.PAPER_IMAGE)
+    paper = experiments.PAPER_PIXEL_SETTINGS
+    at_paper = proxies.pixel_settings(experiments.PAPER_IMAGE)
     assert (at_paper.center_sigma, at_paper.small_instance_area, at_paper.nms_kernel, at_paper.stuff_area) == \
         (paper["center_sigma"], paper["small_instance_area"], paper["nms_kernel"], paper["stuff_area"])
     for size in ((65, 65), (257, 257), (129, 257)):
-        r = math.sqrt(size[0] * size[1] / (proxies.PAPER_IMAGE[0] * proxies.PAPER_IMAGE[1]))
+        r = math.sqrt(size[0] * size[1] / (experiments.PAPER_IMAGE[0] * experiments.PAPER_IMAGE[1]))
         settings = proxies.pixel_settings(size)
         assert settings.center_sigma == max(2.0, round(8 * r, 2))
         assert settings.small_instance_area == max(1, round(64 * 64 * r * r))
@@ -174,8 +175,6 @@ def test_what_the_renderer_draws_is_what_the_evaluator_scores(tmp_path):
 def test_a_changed_renderer_writes_another_data_folder(monkeypatch, tmp_path):
     """The first version-2 pilot trained on a folder an earlier renderer had written (the folder
     was named by a version number nobody bumped): a folder is now named by what is drawn."""
-    from training import experiments
-
     monkeypatch.setattr(experiments, "DATA_CACHE_DIR", tmp_path)
     data = experiments.Data("panoptic-proxy", train=2, val=2, render_size=(33, 33))
     first = experiments.prepared_proxy(data)

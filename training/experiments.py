@@ -462,7 +462,8 @@ class ValidationLog:
         if self.write:
             from runtime.files import write_atomic
 
-            write_atomic(self.path, "".join(json.dumps({"step": k, **v}) + "\n" for k, v in sorted(self.points.items())))
+            lines = (json.dumps({"step": step, **values}) + "\n" for step, values in sorted(self.points.items()))
+            write_atomic(self.path, "".join(lines))
 
     def curve(self) -> list[list]:
         """[[step, PQ, PQ_Th, PQ_St, mIoU], ...] in step order."""
