@@ -2,8 +2,6 @@
 complete, sourced, equal to deeplab2's evaluation settings and to the losses the code trains
 with, and shown in the README as they are in the file."""
 
-import csv
-
 import pytest
 
 from training import full_recipes, losses
@@ -46,36 +44,29 @@ def test_the_losses_the_code_trains_with_are_panoptic_deeplabs():
         (1.0, 200.0, 0.01, 0.2)
 
 
-def test_a_damaged_recipe_file_is_a_one_line_error(tmp_path, monkeypatch):
-    rows = list(csv.DictReader(full_recipes.RECIPES_FILE.open(newline="")))
-    broken = tmp_path / "panoptic.csv"
-    with broken.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if not (r["dataset"] == "coco" and r["setting"] == "nms_kernel"))
-    monkeypatch.setattr(full_recipes, "RECIPES_FILE", broken)
-    full_recipes.table.cache_clear()
-    try:
-        with pytest.raises(full_recipes.RecipeFileError, match="no value for coco nms_kernel"):
-            full_recipes.table()
-    finally:
-        full_recipes.table.cache_clear()
-
-
-def test_the_readme_shows_the_recipe_table_as_the_file_holds_it():
-    readme = (full_recipes.RECIPES_FILE.parent.parent / "README.md").read_text()
-    assert full_recipes.markdown() in readme
-
-
-def test_a_source_with_an_unquoted_comma_is_refused(tmp_path, monkeypatch):
-    text = full_recipes.RECIPES_FILE.read_text().replace(
-        '"Sec. 4: ""with the same learning rate 0.001"""', "Sec. 4, the same learning rate", 1)
+def refused(text: str, tmp_path, monkeypatch) -> str:
+    """The one-line error of a recipe file holding `text`."""
     broken = tmp_path / "panoptic.csv"
     broken.write_text(text)
     monkeypatch.setattr(full_recipes, "RECIPES_FILE", broken)
     full_recipes.table.cache_clear()
     try:
-        with pytest.raises(full_recipes.RecipeFileError, match="learning_rate: not 5 fields"):
+        with pytest.raises(full_recipes.RecipeFileError) as error:
             full_recipes.table()
     finally:
         full_recipes.table.cache_clear()
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_a_damaged_recipe_file_is_a_one_line_error(tmp_path, monkeypatch):
+    text = full_recipes.RECIPES_FILE.read_text()
+    missing = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("coco,nms_kernel,"))
+    assert "no value for coco nms_kernel" in refused(missing, tmp_path, monkeypatch)
+    unquoted = text.replace('"Sec. 4: ""with the same learning rate 0.001"""', "Sec. 4, the same learning rate", 1)
+    assert "learning_rate: not 5 fields" in refused(unquoted, tmp_path, monkeypatch)
+
+
+def test_the_readme_shows_the_recipe_table_as_the_file_holds_it():
+    readme = (full_recipes.RECIPES_FILE.parent.parent / "README.md").read_text()
+    assert full_recipes.markdown() in readme
