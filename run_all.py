@@ -206,7 +206,12 @@ def table_seeds(args, table: int) -> tuple[int, ...]:
     if args.seeds is None and args.fidelity == "proxy" and args.proxy_scale == "small" and not args.smoke_test:
         from reproductions import pilot
 
-        return pilot.design_seeds(table) or args.seed_list
+        try:
+            return pilot.design_seeds(table) or args.seed_list
+        except pilot.NoDesign as refusal:
+            from reproductions import runner
+
+            raise runner.ReproductionError(str(refusal)) from None
     return args.seed_list
 
 

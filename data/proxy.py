@@ -170,12 +170,19 @@ def render(scene: Scene, height: int, width: int) -> tuple[np.ndarray, np.ndarra
 
 @functools.lru_cache(maxsize=None)
 def renderer_key() -> str:
-    """12 hex digits that change whenever what the renderer draws changes: a hash of the first
-    scenes of both splits rendered small (pixels, ids, categories) and the category list."""
+    """12 hex digits that change whenever what the renderer writes may change: a hash of this
+    module's source (scenes, rendering, the on-disk layout), the splits' seeds, the versions of
+    the libraries whose pixels it reads, and the first scenes of both splits rendered small."""
     import hashlib
+    import inspect
+    import sys
 
-    digest = hashlib.sha256(f"{VERSION}|{categories()}".encode())
-    for seed in sorted(SPLIT_SEEDS.values()):
+    from runtime.machine import library_versions
+
+    source = inspect.getsource(sys.modules[__name__])
+    digest = hashlib.sha256(f"{VERSION}|{categories()}|{sorted(SPLIT_SEEDS.items())}|"
+                            f"{library_versions('mlxtend', 'scikit-image', 'pillow')}|{source}".encode())
+    for _, seed in sorted(SPLIT_SEEDS.items()):
         rng = np.random.default_rng(seed)
         for _ in range(3):
             image, ids, segments = render(sample_scene(rng), 33, 49)

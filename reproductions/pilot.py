@@ -17,7 +17,8 @@ The rules, declared here before the pilot ran:
 - The seed spread is the pilot's standard deviation of PQ (and of each metric) over seeds.
   The goal is a within-row PQ std of at most GOAL_STD.
 - Seeds per row: the most that fit the budget (BUDGET_SECONDS per table on this machine's
-  2 cores), at least 3 and at most MAX_SEEDS.  A table's seconds per seed are the sum over its
+  2 cores), at least 3 and at most MAX_SEEDS; a table that trains another's models runs that
+  table's seeds (SHARES_TRAININGS_OF).  A table's seconds per seed are the sum over its
   distinct trainings of each row's seconds per run, measured: the median of the row's runs in
   the table's committed provenance (the first proxy, the same models and steps on other scenes;
   the median, because a run resumed or shared with a loaded machine records odd seconds),
@@ -50,6 +51,9 @@ LEARNT_FLOOR = 5.0
 BUDGET_SECONDS = 2 * 3600
 MAX_SEEDS = 10
 PANOPTIC_TABLES = (2, 4, 6, 7, 8)
+# Tab. 4's proxy trains Tab. 2's models (one data set): it runs Tab. 2's seeds, so that its claim
+# (T4-l-vs-x71) rests on the same trainings and enters the Holm family once (claims.py SameAs).
+SHARES_TRAININGS_OF = {4: 2}
 METRICS = ("PQ", "PQ_Th", "PQ_St", "mIoU", "AP")
 
 
@@ -93,7 +97,9 @@ def learns(results: list[dict]) -> tuple[bool, str]:
             reasons.append(f"{what} below {LEARNT_FLOOR:g} on some seed ({values})")
     for result in results:
         curve = result.get("validation") or []
-        if len(curve) >= 2 and abs(curve[-1][1] - curve[-2][1]) > FLAT_POINTS:
+        if len(curve) < 2:
+            reasons.append(f"seed {result['seed']}: no validation curve to tell whether PQ flattened")
+        elif abs(curve[-1][1] - curve[-2][1]) > FLAT_POINTS:
             reasons.append(f"seed {result['seed']}: validation PQ still moving "
                            f"({curve[-2][1]} -> {curve[-1][1]} over the last quarter)")
     return not reasons, "; ".join(reasons)
@@ -140,7 +146,9 @@ def design(results: list[dict]) -> dict:
     """The design file's content from the pilot's per-seed results."""
     values = {name: [r["metrics"].get(name) for r in results] for name in METRICS}
     spread = {name: float(np.std(v, ddof=1)) for name, v in values.items() if None not in v and len(v) > 1}
-    seconds = float(np.mean([(r.get("train_seconds") or 0) + (r.get("eval_seconds") or 0) for r in results]))
+    # The seconds each run recorded (training and evaluation of a run that ran in one session),
+    # the quantity the committed provenances record per row.
+    seconds = float(np.mean([r.get("seconds") or 0 for r in results]))
     ok, why = learns(results)
     m = family_size()
     record = {
@@ -167,6 +175,8 @@ def design(results: list[dict]) -> dict:
         trainings, per_seed = table_seconds(table, seconds)
         affordable = int(BUDGET_SECONDS // max(1.0, per_seed))
         seeds = max(3, min(MAX_SEEDS, affordable))
+        if table in SHARES_TRAININGS_OF:  # its trainings are another table's: the same seeds
+            seeds = tables[str(SHARES_TRAININGS_OF[table])]["seeds"]
         tables[str(table)] = {"trainings_per_seed": trainings, "seeds": seeds,
                               "estimated_seconds": round(per_seed * seeds),
                               "resolvable_PQ": round(resolvable(s, seeds, ALPHA), 2),
@@ -207,15 +217,28 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+class NoDesign(RuntimeError):
+    """The committed pilot found the task not learnt: the compared tables must not run on it."""
+
+
 def design_seeds(table: int) -> tuple[int, ...] | None:
     """The seeds the committed design gives a panoptic table's small-scale proxy (0 .. n - 1),
-    or None without a design for it (tables/proxy_design.json)."""
+    or None when no pilot has run (tables/proxy_design.json absent, or not for this table).
+    Raises NoDesign when the pilot ran and declared no design."""
     from reproductions import runner
 
     try:
         record = json.loads((runner.ROOT / "tables" / "proxy_design.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if table not in PANOPTIC_TABLES:
+        return None
+    if not record.get("tables"):
+        raise NoDesign(f"table {table}: the panoptic proxy's pilot declared no design ({record.get('decision')}); "
+                       "see tables/proxy_design.md")
+    try:
         return tuple(range(int(record["tables"][str(table)]["seeds"])))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

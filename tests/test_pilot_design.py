@@ -10,8 +10,8 @@ from reproductions import pilot
 
 def result(seed, pq=40.0, things=20.0, stuff=60.0, curve=((225, 39.5), (300, 40.0)), seconds=200.0):
     return {"seed": seed, "metrics": {"PQ": pq, "PQ_Th": things, "PQ_St": stuff, "mIoU": 50.0, "AP": 5.0},
-            "validation": [[step, value, 0, 0, 0] for step, value in curve], "train_seconds": seconds,
-            "eval_seconds": 0.0, "experiment": "constructed", "machine": "here"}
+            "validation": [[step, value, 0, 0, 0] for step, value in curve], "seconds": seconds,
+            "experiment": "constructed", "machine": None}
 
 
 def test_resolvable_effect_is_the_two_sample_t_power_formula():
@@ -33,6 +33,8 @@ def test_a_task_is_learnt_only_with_things_stuff_and_a_flat_curve():
     assert not ok and "thing PQ below 5" in why and "0.5" in why
     ok, why = pilot.learns([result(0, curve=((225, 30.0), (300, 40.0)))])
     assert not ok and "still moving" in why
+    ok, why = pilot.learns([result(0, curve=())])
+    assert not ok and "no validation curve" in why
 
 
 def test_design_declares_seeds_within_the_budget_and_their_resolution():
@@ -43,6 +45,7 @@ def test_design_declares_seeds_within_the_budget_and_their_resolution():
         if d["seeds"] > 3:
             assert d["estimated_seconds"] <= pilot.BUDGET_SECONDS
         assert d["resolvable_PQ_holm"] > d["resolvable_PQ"] > 0
+    assert record["tables"]["4"]["seeds"] == record["tables"]["2"]["seeds"]  # Tab. 4 trains Tab. 2's models
     assert "misses the goal" in record["decision"]
 
 
@@ -68,11 +71,26 @@ def test_the_report_states_the_design(monkeypatch):
 def test_a_panoptic_proxy_runs_the_seeds_of_its_design(monkeypatch):
     import run_all
 
-    monkeypatch.setattr(pilot, "design_seeds", lambda table: (0, 1, 2, 3, 4) if table == 6 else None)
+    monkeypatch.setattr(pilot, "design_seeds", lambda table: (0, 1, 2, 3, 4, 5, 6) if table == 6 else None)
     args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy"])
-    assert run_all.table_seeds(args, 6) == (0, 1, 2, 3, 4)
+    assert run_all.table_seeds(args, 6) == (0, 1, 2, 3, 4, 5, 6)
     assert run_all.table_seeds(args, 1) == (0, 1, 2)  # no design: the default
     args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--seeds", "0,1,2"])
     assert run_all.table_seeds(args, 6) == (0, 1, 2)  # --seeds wins
     args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--proxy-scale", "large"])
     assert run_all.table_seeds(args, 6) == (0, 1, 2, 3, 4)  # the large scale's own
+
+
+def test_no_design_refuses_the_compared_tables(monkeypatch, tmp_path):
+    import run_all
+    from reproductions import runner
+
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "proxy_design.json").write_text('{"decision": "no design: PQ not learnt"}')
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    with pytest.raises(pilot.NoDesign, match="no design"):
+        pilot.design_seeds(6)
+    assert pilot.design_seeds(1) is None  # not a panoptic table
+    args = run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy"])
+    with pytest.raises(runner.ReproductionError, match="declared no design"):
+        run_all.table_seeds(args, 6)

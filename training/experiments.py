@@ -266,6 +266,8 @@ def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
                 experiment.test_ratios, experiment.metrics, max_eval)
     if experiment.nms_kernel != 7:  # added later: keys only the evaluations that set it
         settings += (("nms_kernel", experiment.nms_kernel),)
+    if experiment.test_ratios and experiment.data.name == "panoptic-proxy":  # each ratio's own post-processing
+        settings += (tuple(proxy_pixel_settings(_scaled(experiment.input_size, r)) for r in experiment.test_ratios),)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
 
 
@@ -410,11 +412,15 @@ def _builder(experiment: Experiment, spec, size):
     return lambda: set_batch_norm_momentum(spec.build(size), PROXY_BN_MOMENTUM)
 
 
-def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None):
+def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None,
+           validated=frozenset()):
     """(trained network, training seconds): trains, or resumes, or (finished) loads the weights.
 
-    validate(step, network): called at each of VALIDATION_POINTS of training (a resumed run
-    only at those still ahead of it), between the segments that training is cut into."""
+    validate(step, network): called at each of VALIDATION_POINTS of training not in `validated`
+    (the steps validated before: a resumed run keeps them), between the segments that training
+    is cut into.  A point is validated when training stands at its step: a run killed while
+    validating resumes at that step's checkpoint and validates it then; a point whose step a
+    resumed run has passed without validating it stays missing."""
     import time
 
     from training.engine import Trainer
@@ -426,10 +432,9 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
     steps = experiment.recipe.steps
     stops = sorted({max(1, round(steps * f)) for f in VALIDATION_POINTS} | {steps}) if validate else [steps]
     for stop in stops:
-        if stop <= trainer.step and stop != steps:
-            continue  # validated before this run was resumed (validation.jsonl keeps it)
-        trainer.train(until=stop, progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
-        if validate:
+        if stop > trainer.step or stop == steps:
+            trainer.train(until=stop, progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
+        if validate and stop == trainer.step and stop not in validated:
             validate(stop, trainer.model)
     return trainer.model, round(time.perf_counter() - began, 1)
 
@@ -455,7 +460,7 @@ class ValidationLog:
                     record = json.loads(line)
                     self.points[int(record["step"])] = {k: record.get(k) for k in self.NAMES}
                 except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a kill: that point is validated again
+                    continue  # a damaged line: that point is missing (validated again if training stands there)
 
     def add(self, step: int, metrics: dict) -> None:
         self.points[step] = {k: metrics.get(k) for k in self.NAMES}
@@ -533,7 +538,8 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
                                           experiment.stuff_area, experiment.nms_kernel))
 
     model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision,
-                                  validate if experiment.data.is_proxy and not max_eval else None)
+                                  validate if experiment.data.is_proxy and not max_eval else None,
+                                  frozenset(validation.points))
     began = time.perf_counter()
     # Evaluation at input_size: the images are resized to the size the model is built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
