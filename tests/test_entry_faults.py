@@ -194,7 +194,7 @@ def test_two_builds_at_once_both_use_the_first_finished(tmp_path, monkeypatch):
     cache = tmp_path / "proxy-data"
     monkeypatch.setattr(experiments, "DATA_CACHE_DIR", cache)
     data = experiments.Data("panoptic-proxy", train=1, val=1, render_size=(9, 9))
-    root = cache / "panoptic-1-1-9x9"
+    root = cache / f"panoptic-{proxy.renderer_key()}-1-1-9x9"
 
     def other_process_finishes_first(staging, split, *args, **kwargs):
         (Path(staging) / split).mkdir()
