@@ -259,6 +259,14 @@ def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return float(a.mean() - b.mean()), se, float(df)
 
 
+def resolvable_difference(se: float, df: float, alpha: float = ALPHA) -> float:
+    """The smallest true difference a two-sided t test at `alpha` detects with probability
+    POWER, for a difference with standard error `se` on `df` degrees of freedom."""
+    from scipy import stats
+
+    return (float(stats.t.ppf(1 - alpha / 2, df)) + float(stats.t.ppf(POWER, df))) * se
+
+
 def difference_test(a: np.ndarray, b: np.ndarray) -> dict:
     """Welch's t; with no spread on either side nothing is measured: p, interval and
     resolution are None."""
@@ -270,7 +278,7 @@ def difference_test(a: np.ndarray, b: np.ndarray) -> dict:
     t = diff / se
     p = float(2 * stats.t.sf(abs(t), df))
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
-    resolution = (float(stats.t.ppf(1 - ALPHA / 2, df)) + float(stats.t.ppf(POWER, df))) * se
+    resolution = resolvable_difference(se, df)
     return {"effect": diff, "interval": (diff - half, diff + half), "p": p, "resolution": resolution,
             "se": se, "df": df}
 

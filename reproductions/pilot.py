@@ -42,9 +42,10 @@ import sys
 
 import numpy as np
 
+from reproductions.claims import ALPHA, POWER
+
 PILOT_TABLE, PILOT_ROW = 6, "resnet50"
 PILOT_SEEDS = (0, 1, 2, 3, 4)
-ALPHA, POWER = 0.05, 0.8
 GOAL_STD = 1.5
 FLAT_POINTS = 1.0
 LEARNT_FLOOR = 5.0
@@ -68,16 +69,16 @@ def family_size() -> int:
     from reproductions import claims
 
     return sum(1 for test in claims.TESTS.values()
-               if type(test).__name__ not in ("Fewer", "Untestable", "SameAs"))
+               if not isinstance(test, (claims.Fewer, claims.Untestable, claims.SameAs)))
 
 
-def resolvable(spread: float, seeds: int, alpha: float, power: float = POWER) -> float:
+def resolvable(spread: float, seeds: int, alpha: float = ALPHA) -> float:
     """The smallest difference of two rows' means that a two-sided t test at `alpha` detects
-    with probability `power`, for `seeds` seeds per row and a per-seed standard deviation `spread`."""
-    from scipy import stats
+    with probability POWER, for `seeds` seeds per row and a per-seed standard deviation
+    `spread` (claims.py's rule, with the standard error and degrees of freedom of two equal rows)."""
+    from reproductions import claims
 
-    df = 2 * seeds - 2
-    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * spread * math.sqrt(2 / seeds))
+    return claims.resolvable_difference(spread * math.sqrt(2 / seeds), 2 * seeds - 2, alpha)
 
 
 def learnt_metrics(results: list[dict]) -> list[str]:
@@ -115,31 +116,21 @@ def table_seconds(table: int, pilot_seconds: float) -> tuple[int, float]:
     runs = {}
     for row, experiment in pairs:
         runs.setdefault(trained.as_run(experiment, False), row)
-    stored = _committed_provenance(spec)
-    measured = {row: float(np.median([r["seconds"] for r in seeds if r.get("seconds")]))
-                for row, seeds in (stored.get("seed_runs") or {}).items()
-                if isinstance(seeds, list) and any(r.get("seconds") for r in seeds)}
-    baseline = _baseline_seconds()
+    measured = _row_seconds(spec)
+    baseline = _row_seconds(importlib.import_module(f"reproductions.table{PILOT_TABLE}").SPEC).get(PILOT_ROW)
     scale = pilot_seconds / baseline if baseline else 1.0
     return len(runs), sum(measured[row] * scale if row in measured else pilot_seconds for row in runs.values())
 
 
-def _committed_provenance(spec) -> dict:
-    """A table's proxy provenance as committed (tables/ of the checkout)."""
+def _row_seconds(spec) -> dict[str, float]:
+    """{row: median seconds per run} of a table's proxy provenance as committed (tables/ of the checkout)."""
     from reproductions import runner, trained
 
     path = runner.ROOT / "tables" / f"{trained.output_stem(spec, 'proxy')}.provenance.json"
-    return runner.load_provenance(path) or {}
-
-
-def _baseline_seconds() -> float | None:
-    """The baseline's median seconds per run in the pilot table's committed provenance."""
-
-    spec = importlib.import_module(f"reproductions.table{PILOT_TABLE}").SPEC
-    stored = _committed_provenance(spec)
-    seeds = (stored.get("seed_runs") or {}).get(PILOT_ROW) or []
-    values = [r["seconds"] for r in seeds if isinstance(r, dict) and r.get("seconds")]
-    return float(np.median(values)) if values else None
+    stored = runner.load_provenance(path) or {}
+    return {row: float(np.median([r["seconds"] for r in seeds if isinstance(r, dict) and r.get("seconds")]))
+            for row, seeds in (stored.get("seed_runs") or {}).items()
+            if isinstance(seeds, list) and any(isinstance(r, dict) and r.get("seconds") for r in seeds)}
 
 
 def design(results: list[dict]) -> dict:
