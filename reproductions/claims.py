@@ -73,6 +73,16 @@ Random numbers.  Each claim draws from its own generator, seeded by zlib.crc32 o
 decide's seed, 0 by default), so its numbers do not depend on which other claims or tables
 exist.
 
+The design.  The panoptic proxy tables (2, 4, 6, 7, 8 and the scale stress test on Tab. 2's
+trainings) run the seeds that reproductions/pilot.py declared from a pilot of the baseline alone,
+before any compared model ran (tables/proxy_design.json).  Two things of it are read here.  A
+metric the pilot found the proxy does not learn (its `not_measurable`: thing PQ, AP) is not
+measurable in every claim or part on those tables, whatever the runs give.  The resolution
+column of a PQ comparison between two rows of those tables is the design's: the smallest PQ
+difference its seeds resolve with 80 % power at Holm's strictest level; the resolution the runs
+achieved is in the note.  Other claims (trends in Kendall's tau, mIoU parts, the scale gain,
+Tab. 1 and 9) show the resolution their runs achieved.
+
 One family.  Every claim decided from noisy measurements enters one Holm correction, once:
 supported when its Holm-adjusted p < 0.05 and its effect is on the paper's side, contradicted
 when adjusted p < 0.05 on the other side, inconclusive otherwise -- every kind, equivalence
@@ -88,6 +98,7 @@ span 65 is Tab. 2's L) each enter once.  Claims whose measurements are not in ta
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -105,6 +116,7 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not run")
 COLUMNS = ["claim", "statement", "tables", "fidelity", "experiment", "verdict", "effect", "interval",
            "resolution", "note"]
 CLAIMS_FILE = runner.REPORTED_DIR / "claims.csv"
+DESIGN_FILE = runner.TABLES_DIR / "proxy_design.json"   # written by reproductions/pilot.py
 
 
 class NotMeasured(Exception):
@@ -128,16 +140,43 @@ class Measurements:
     given, for tests): seeds[(table, row, metric)] = [value per seed], counts[...] = value,
     costs[(table, row, "Params"|"M-Adds")] = the proxy model's own count,
     seed_ids[(table, row, metric)] = [the seed of each value] (positional 0, 1, ... if absent),
-    runs[(table, row)] = {seed: run id} (the provenance's seed_runs; absent: unknown)."""
+    runs[(table, row)] = {seed: run id} (the provenance's seed_runs; absent: unknown),
+    design = the panoptic proxy's design (tables/proxy_design.json; absent: none declared)."""
 
     def __init__(self, seeds: dict | None = None, counts: dict | None = None, costs: dict | None = None,
-                 fidelity: str = "proxy", runs: dict | None = None, seed_ids: dict | None = None):
+                 fidelity: str = "proxy", runs: dict | None = None, seed_ids: dict | None = None,
+                 design: dict | None = None):
         self.seeds = seeds or {}
         self.counts = counts or {}
         self.costs = costs or {}
         self.fidelity = fidelity
         self.runs = runs or {}
         self.seed_ids = seed_ids or {}
+        self.design = design or {}
+
+    def _designed(self, cell: Cell) -> dict | None:
+        """The design's entry for the cell's table, where the design covers it (proxy only)."""
+        if self.fidelity != "proxy":
+            return None
+        return (self.design.get("tables") or {}).get(str(cell.table))
+
+    def declared_not_measurable(self, cells) -> str:
+        """Why the design declared these cells' metric not measurable on the proxy, or ''."""
+        for cell in cells:
+            metric = cell.metric.partition("@")[0]
+            if self._designed(cell) is not None and metric in self.design.get("not_measurable", ()):
+                return (f"not measurable: the pilot declared {metric} not learnt by the proxy, before the runs "
+                        "(tables/proxy_design.md)")
+        return ""
+
+    def declared_resolution(self, cells) -> float | None:
+        """The smallest PQ difference the design resolves between two rows of these cells' table,
+        at Holm's strictest level (declared before the runs), or None where the design does not
+        give one (another metric, another table, no design)."""
+        entries = [self._designed(c) for c in cells]
+        if not cells or any(c.metric != "PQ" for c in cells) or None in entries:
+            return None
+        return max(float(e["resolvable_PQ_holm"]) for e in entries)
 
     def by_seed(self, cell: Cell) -> dict[str, float]:
         key = (str(cell.table), cell.row, cell.metric)
@@ -206,7 +245,11 @@ class Measurements:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
             for _, r in df[df["measured"] != ""].iterrows():
                 counts[str(r["table"]), r["row"], r["metric"]] = float(r["measured"])
-        return cls(seeds, counts, costs, fidelity, runs, seed_ids)
+        try:
+            design = json.loads(DESIGN_FILE.read_text())
+        except FileNotFoundError:
+            design = None
+        return cls(seeds, counts, costs, fidelity, runs, seed_ids, design)
 
 
 # --- results -------------------------------------------------------------------------------
@@ -227,6 +270,7 @@ class Result:
     note: str = ""
     untestable: bool = False
     not_measurable: str = ""           # why the comparison decides nothing (no p-value then)
+    declared_resolution: float | None = None  # the design's, declared before the runs (proxy_design.json)
     follows: str = ""                  # the claim whose verdict this one takes (not independent)
 
 
@@ -386,11 +430,11 @@ class Difference:
         t = difference_test(a, b)
         note = (f"{self.better.row} - {self.worse.row} {self.better.metric}, Welch t"
                 + (f"; {self.caveat}" if self.caveat else ""))
-        why = not_measurable([a, b])
+        why = m.declared_not_measurable(self.cells()) or not_measurable([a, b])
         if why:
             return Result(m.fidelity, t["effect"], unit=self.better.metric, note=note, not_measurable=why)
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.better.metric,
-                      note=note)
+                      note=note, declared_resolution=m.declared_resolution(self.cells()))
 
 
 @dataclass(frozen=True)
@@ -408,11 +452,11 @@ class Equivalence:
         a, b = m.values(self.a), m.values(self.b)
         t = equivalence_test(a, b, self.margin)
         note = f"{self.a.row} - {self.b.row}, equivalence against the margin +-{self.margin:g}"
-        why = not_measurable([a, b])
+        why = m.declared_not_measurable(self.cells()) or not_measurable([a, b])
         if why:
             return Result(m.fidelity, t["effect"], unit=self.a.metric, note=note, not_measurable=why)
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=self.a.metric,
-                      equivalence=t, note=note)
+                      equivalence=t, note=note, declared_resolution=m.declared_resolution(self.cells()))
 
 
 @dataclass(frozen=True)
@@ -445,8 +489,9 @@ class Trend:
         note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} distinct trainings, permutation p"
                 + (f"; run ids unknown (no provenance) for {', '.join(unknown)}: taken as distinct trainings"
                    if unknown else ""))
-        why = ("not measurable: fewer than two distinct trainings" if len(trainings) < 2
-               else not_measurable(groups))
+        why = (m.declared_not_measurable(self.cells_)
+               or ("not measurable: fewer than two distinct trainings" if len(trainings) < 2
+                   else not_measurable(groups)))
         if why:
             return Result(m.fidelity, unit="Kendall tau", note=note, not_measurable=why)
         t = kendall_trend(levels, groups, rng)
@@ -520,7 +565,7 @@ class ScaleGain:
         note = (f"({largest} - {metric}) of {self.a_at_one.row} minus that of {self.b_at_one.row}, per seed "
                 f"(one training evaluated twice), Welch t: {self.a_at_one.row}'s {metric} advantage at "
                 f"{largest.partition('@')[2]}x minus at 1x, in points")
-        why = _all_zero(raw) or _no_spread([a_change, b_change])
+        why = m.declared_not_measurable(self.cells()) or _all_zero(raw) or _no_spread([a_change, b_change])
         if why:
             return Result(m.fidelity, t["effect"], unit=metric, note=note, not_measurable=why)
         return Result(m.fidelity, t["effect"], t["interval"], t["resolution"], t["p"], unit=metric, note=note)
@@ -585,7 +630,7 @@ class AllOf:
         blocked = (f"; cannot be supported: {unmeasured} part{'s' if unmeasured > 1 else ''} not measurable"
                    if unmeasured else "")
         return Result(m.fidelity, shown.effect, shown.interval, shown.resolution, p, unit=shown.unit, parts=results,
-                      note=f"every part must hold; shown: the {how} ({shown.note}){blocked}; parts: {listing}")
+                      declared_resolution=shown.declared_resolution, note=f"every part must hold; shown: the {how} ({shown.note}){blocked}; parts: {listing}")
 
 
 @dataclass(frozen=True)
@@ -760,11 +805,22 @@ def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
                           else _fmt(result.effect, result.unit))
         if result.interval:
             line["interval"] = f"[{result.interval[0]:+.3g}, {result.interval[1]:+.3g}]"
-        line["resolution"] = "" if result.resolution is None else f"{result.resolution:.3g}"
+        line["resolution"], resolved = _resolution(result)
         why = TESTS[claim["id"]].why if isinstance(TESTS.get(claim["id"]), SameAs) else ""
-        line["note"] = "; ".join(n for n in (reason, result.note, why) if n)
+        line["note"] = "; ".join(n for n in (reason, result.note, resolved, why) if n)
         lines.append(line)
     return pd.DataFrame(lines, columns=COLUMNS)
+
+
+def _resolution(result: Result) -> tuple[str, str]:
+    """(the resolution column, what the note says of it): the design's declared resolution where
+    it gives one, with the one the runs achieved beside it in the note; else the runs'."""
+    achieved = "" if result.resolution is None else f"{result.resolution:.3g}"
+    if result.declared_resolution is None:
+        return achieved, ""
+    return (f"{result.declared_resolution:.3g}",
+            "resolution declared by the design before the runs (tables/proxy_design.md, Holm's level)"
+            + (f"; the runs' own: {achieved}" if achieved else ""))
 
 
 def _verdict(result: Result, adjusted_p: float | None, family: int) -> tuple[str, str]:

@@ -329,3 +329,37 @@ def test_the_committed_tables_give_finite_intervals_and_t4_follows_t2():
         if interval:
             assert all(np.isfinite(float(v)) for v in interval.strip("[]").split(",")), interval
     assert df.loc["T4-l-vs-x71", "verdict"] == df.loc["T2-l-vs-x71", "verdict"]
+
+
+DESIGN = {"not_measurable": ["PQ_Th", "AP"], "why_not": "thing PQ below 5",
+          "tables": {"6": {"seeds": 5, "resolvable_PQ": 3.9, "resolvable_PQ_holm": 6.25}}}
+
+
+def test_a_metric_the_design_declared_unlearnt_is_not_measurable_on_its_tables_only():
+    ap = Difference(Cell(6, "a", "AP"), Cell(6, "b", "AP"))
+    values = {(str(c.table), c.row, c.metric): v for c, v in {Cell(6, "a", "AP"): CLEAR, Cell(6, "b", "AP"): BELOW,
+                                                              Cell(1, "a", "AP"): CLEAR, Cell(1, "b", "AP"): BELOW}.items()}
+    rng = np.random.default_rng(0)
+    declared = ap.evaluate(Measurements(values, design=DESIGN), rng)  # a clear difference, yet declared unlearnt
+    assert declared.p_value is None and "pilot declared AP not learnt" in declared.not_measurable
+    other_table = Difference(Cell(1, "a", "AP"), Cell(1, "b", "AP")).evaluate(Measurements(values, design=DESIGN), rng)
+    assert other_table.p_value is not None and not other_table.not_measurable
+    full = ap.evaluate(Measurements(values, design=DESIGN, fidelity="full"), rng)  # the design is the proxy's
+    assert full.p_value is not None and not full.not_measurable
+    trend = claims.Trend((Cell(6, "a", "AP"), Cell(6, "b", "AP")), (1, 2))
+    assert trend.evaluate(Measurements(values, design=DESIGN), rng).not_measurable
+
+
+def test_the_resolution_column_is_the_designs_for_pq_on_designed_tables(monkeypatch):
+    pq = {Cell(6, "a", "PQ"): OVERLAPPING_A, Cell(6, "b", "PQ"): OVERLAPPING_B}
+    miou = {Cell(6, "a", "mIoU"): OVERLAPPING_A, Cell(6, "b", "mIoU"): OVERLAPPING_B}
+    tests = {"pq": Difference(Cell(6, "a", "PQ"), Cell(6, "b", "PQ")),
+             "miou": Difference(Cell(6, "a", "mIoU"), Cell(6, "b", "mIoU")),
+             "both": AllOf((Difference(Cell(6, "a", "PQ"), Cell(6, "b", "PQ")),))}
+    df = decide_with(monkeypatch, tests, {**pq, **miou}, design=DESIGN)
+    runs_own = claims.difference_test(np.array(OVERLAPPING_A), np.array(OVERLAPPING_B))["resolution"]
+    assert df.loc["pq", "resolution"] == "6.25" and df.loc["both", "resolution"] == "6.25"
+    assert f"the runs' own: {runs_own:.3g}" in df.loc["pq", "note"] and "declared by the design" in df.loc["pq", "note"]
+    assert df.loc["miou", "resolution"] == f"{runs_own:.3g}" and "declared" not in df.loc["miou", "note"]
+    without = decide_with(monkeypatch, tests, {**pq, **miou})
+    assert without.loc["pq", "resolution"] == f"{runs_own:.3g}"
