@@ -108,7 +108,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, metavar="S[,S...]",
                         help="training seeds (default 0,1,2, or 0-4 at --proxy-scale large; a panoptic table's "
                              "small-scale proxy: the seeds its design gives, tables/proxy_design.md; proxy needs "
-                             "at least 3)")
+                             "at least 3; full and --smoke-test: 0)")
     parser.add_argument("--rows", metavar="ROW[,ROW...]", default=None,
                         help="training fidelities, one table: train only these of its declared rows (e.g. "
                              "resnet50,ps-attention); the table is written with the others marked not run, "
@@ -128,7 +128,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "else float32")
     parser.add_argument("--smoke-test", action="store_true",
                         help="training fidelities: 2 steps of batch 2 per experiment (seed 0 unless --seeds), "
-                             "evaluated on 8 images, to check the code path end to end; prints the metrics and "
+                             "evaluated on 8 images, to check the code path end to end; full panoptic runs "
+                             "shrink crops and evaluation input 16x per side; prints the metrics and "
                              "writes nothing (it trains in a temporary folder that it removes)")
     parser.add_argument("--retrain", action="store_true",
                         help="training fidelities: train every run again from scratch; without it, a run whose "
@@ -189,7 +190,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     args.seed_list = parse_seeds(args.seeds)
     if args.seeds is None and args.proxy_scale == "large":
         args.seed_list = LARGE_SCALE_SEEDS
-    if args.seeds is None and args.smoke_test:  # a check of the code path: one seed is enough
+    # A smoke test checks the code path, and a full run takes days of accelerators (the paper
+    # reports one run per row): one seed unless --seeds says otherwise.
+    if args.seeds is None and (args.smoke_test or args.fidelity == "full"):
         args.seed_list = (0,)
     if args.tpu is not None and (args.strategy != "tpu" or (args.backend or backend.default_backend()) == "jax"):
         raise UsageError("--tpu names the TPU of --strategy tpu under TensorFlow (JAX uses the TPU of the "

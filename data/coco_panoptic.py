@@ -27,8 +27,12 @@ LAYOUTS = {
     "coco": ("annotations/panoptic_{split}2017.json", "annotations/panoptic_{split}2017", "{split}2017"),
     "cityscapes": ("gtFine/cityscapes_panoptic_{split}.json", "gtFine/cityscapes_panoptic_{split}",
                    "leftImg8bit/{split}"),
-    "mapillary": ("{split}/panoptic/panoptic_2018.json", "{split}/panoptic", "{split}/images"),
+    # Mapillary Vistas v1.2 as distributed: training/ and validation/, each with images/ and
+    # v1.2/panoptic/ (the JSON beside its PNGs).
+    "mapillary": ("{split}/v1.2/panoptic/panoptic_2018.json", "{split}/v1.2/panoptic", "{split}/images"),
 }
+# The split's folder name where a dataset does not call it train / val.
+SPLIT_FOLDERS = {"mapillary": {"train": "training", "val": "validation"}}
 
 
 class DatasetError(Exception):
@@ -43,8 +47,12 @@ class Record:
     image_id: str
 
 
+def _folder(dataset: str, split: str) -> str:
+    return SPLIT_FOLDERS.get(dataset, {}).get(split, split)
+
+
 def _expected(dataset: str, split: str) -> str:
-    return ", ".join(p.format(split=split) for p in LAYOUTS[dataset])
+    return ", ".join(p.format(split=_folder(dataset, split)) for p in LAYOUTS[dataset])
 
 
 def records(root: str | Path, dataset: str, split: str) -> tuple[list[Record], dict[int, dict]]:
@@ -54,7 +62,7 @@ def records(root: str | Path, dataset: str, split: str) -> tuple[list[Record], d
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root} (expected {_expected(dataset, split)} inside it)")
-    json_path, png_dir, image_dir = (root / p.format(split=split) for p in LAYOUTS[dataset])
+    json_path, png_dir, image_dir = (root / p.format(split=_folder(dataset, split)) for p in LAYOUTS[dataset])
     for path, kind in ((json_path, "file"), (png_dir, "folder"), (image_dir, "folder")):
         if not path.exists():
             raise DatasetError(f"{dataset} {split}: {kind} {path} not found; expected the layout "

@@ -4,13 +4,16 @@ Fidelity: count (Params, M-Adds at 1025 x 2049).  Span changes M-Adds, never Par
 Proxy: the panoptic proxy, the paper's spans scaled with the feature maps (reproductions/proxies.py):
 1, 1, 1, 3, 5 at the small scale (65 px scenes), 1, 3, 5, 9, 17 at the large one (257 px), and
 ResNet-101.
+Full: every row's own model (the paper's spans) by the Cityscapes recipe (recipes/panoptic.csv).
 Commands: python run_all.py --tables 7 --fidelity count [--check]
           python run_all.py --tables 7 --fidelity proxy
+          python run_all.py --tables 7 --fidelity full --data-dir DATA [--rows ROW] [--smoke-test]
 Time: about 1 min on 2 CPU cores without cache.
 """
 
 from reproductions import proxies
 from reproductions.runner import Row, TableSpec
+from training.experiments import panoptic_full
 
 ROWS = (
     Row("resnet101", "resnet101-deeplab-cityscapes"),
@@ -26,4 +29,5 @@ SPEC = TableSpec(
     title="Axial-attention span, Cityscapes val",
     rows=ROWS,
     proxy=tuple((r.row, proxies.panoptic(r.preset)) for r in ROWS),
+    full=tuple((r.row, panoptic_full(r.preset, "cityscapes")) for r in ROWS),
 )

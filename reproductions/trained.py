@@ -36,6 +36,7 @@ COLUMNS = runner.COLUMNS + ["std", "seeds", "values"]
 MIN_PROXY_SEEDS = 3
 # --smoke-test: a check of the code path, not a result: 2 steps of batch 2, 8 evaluation images.
 SMOKE_STEPS, SMOKE_EVAL_IMAGES = 2, 8
+SMOKE_SHRINK = 16  # full panoptic smoke tests: crops and evaluation input 1/16 of the recipe's per side
 TREND_PENDING = "trend"
 
 
@@ -88,13 +89,28 @@ def output_stem(spec: TableSpec, fidelity: str) -> str:
 
 
 def as_run(experiment, smoke_test: bool):
-    """The experiment as it is run: a smoke test trains batches of 2 without warm-up."""
+    """The experiment as it is run: a smoke test trains batches of 2 without warm-up.  At full
+    fidelity a panoptic smoke test also shrinks the crop and the evaluation input SMOKE_SHRINK
+    times per side (Cityscapes' 1025 x 2049 to 65 x 129: the path, not the paper's sizes, on any
+    machine), scales the images into them, and takes the targets' and post-processing's pixel
+    settings from the proxy's rule at that size (training/experiments.py proxy_pixel_settings)."""
     import dataclasses
+
+    from training import experiments
 
     if not smoke_test:
         return experiment
-    return dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, batch_size=2,
-                                                                      warmup_steps=0))
+    recipe = dataclasses.replace(experiment.recipe, batch_size=2, warmup_steps=0)
+    if experiment.data.task != "panoptic" or experiment.data.is_proxy:
+        return dataclasses.replace(experiment, recipe=recipe)
+    crop, size = (tuple((n - 1) // SMOKE_SHRINK + 1 for n in s) for s in (recipe.crop_size, experiment.input_size))
+    pixels = experiments.proxy_pixel_settings(crop)
+    recipe = dataclasses.replace(recipe, crop_size=crop, center_sigma=pixels.center_sigma,
+                                 small_instance_area=pixels.small_instance_area)
+    pixels = experiments.proxy_pixel_settings(size)
+    return dataclasses.replace(experiment, recipe=recipe, input_size=size, stuff_area=pixels.stuff_area,
+                               nms_kernel=pixels.nms_kernel,
+                               eval_scale=1 / SMOKE_SHRINK if experiment.eval_fit == "pad" else 1.0)
 
 
 def metrics_file(experiment, seed: int, data_dir=None, smoke_test: bool = False):

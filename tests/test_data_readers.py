@@ -12,8 +12,11 @@ from data.coco_panoptic import DatasetError
 CATEGORIES = [{"id": 1, "name": "person", "isthing": 1}, {"id": 7, "name": "road", "isthing": 0}]
 
 
-def write_fixture(root, dataset="coco", split="val", images=2):
-    json_rel, png_rel, image_rel = (p.format(split=split) for p in coco_panoptic.LAYOUTS[dataset])
+def write_fixture(root, dataset="coco", split="val", images=2, scale=1):
+    """`images` 12 x 16 scenes (x `scale` per side) of road, two people and a crowd, in the
+    dataset's on-disk layout under `root`."""
+    folder = coco_panoptic.SPLIT_FOLDERS.get(dataset, {}).get(split, split)
+    json_rel, png_rel, image_rel = (p.format(split=folder) for p in coco_panoptic.LAYOUTS[dataset])
     (root / png_rel).mkdir(parents=True)
     (root / image_rel).mkdir(parents=True, exist_ok=True)
     anns, imgs = [], []
@@ -23,14 +26,15 @@ def write_fixture(root, dataset="coco", split="val", images=2):
         ids[7:11, 9:14] = 202                           # person instance
         ids[0, :] = 0                                   # void row
         ids[8:12, 0:3] = 300                            # crowd of person
+        ids = np.kron(ids, np.ones((scale, scale), np.int64))
         rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
         stem = f"city_{i:06d}_000019" if dataset == "cityscapes" else f"{i:012d}"
         name = f"{stem}_leftImg8bit.png" if dataset == "cityscapes" else f"{stem}.jpg"
         Image.fromarray(rgb).save(root / png_rel / f"{stem}.png")
         image_dir = root / image_rel / ("city" if dataset == "cityscapes" else "")
         image_dir.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(image_dir / name)
-        imgs.append({"id": stem, "file_name": name, "height": 12, "width": 16})
+        Image.fromarray(np.full((12 * scale, 16 * scale, 3), 40 * i, np.uint8)).save(image_dir / name)
+        imgs.append({"id": stem, "file_name": name, "height": 12 * scale, "width": 16 * scale})
         anns.append({"image_id": stem, "file_name": f"{stem}.png", "segments_info": [
             {"id": 100, "category_id": 7, "iscrowd": 0}, {"id": 201, "category_id": 1, "iscrowd": 0},
             {"id": 202, "category_id": 1, "iscrowd": 0}, {"id": 300, "category_id": 1, "iscrowd": 1}]})

@@ -18,11 +18,12 @@ def test_every_dataset_has_every_setting_with_a_source():
 
 def test_deeplab2s_evaluation_settings():
     """deeplab2's configs: Cityscapes (axial_deeplab) and COCO (panoptic_deeplab)."""
-    assert full_recipes.evaluation("cityscapes") == {"eval_size": (1025, 2049), "center_threshold": 0.1,
-                                                     "nms_kernel": 13, "top_k": 400, "stuff_area": 2048,
-                                                     "label_divisor": 1000}
+    assert full_recipes.evaluation("cityscapes") == {"eval_size": (1025, 2049), "eval_fit": "pad",
+                                                     "center_threshold": 0.1, "nms_kernel": 13, "top_k": 400,
+                                                     "stuff_area": 2048, "label_divisor": 1000}
     coco = full_recipes.evaluation("coco")
     assert (coco["nms_kernel"], coco["top_k"], coco["stuff_area"], coco["label_divisor"]) == (41, 400, 4096, 256)
+    assert coco["eval_fit"] == "longest-pad"
 
 
 def test_recipes_follow_the_paper_and_panoptic_deeplab():
@@ -31,7 +32,7 @@ def test_recipes_follow_the_paper_and_panoptic_deeplab():
     assert (cityscapes.optimizer, cityscapes.learning_rate, cityscapes.seed) == ("radam-lookahead", 0.001, 3)
     assert (cityscapes.center_sigma, cityscapes.small_instance_area) == (8.0, 4096)
     assert full_recipes.setting("coco", "scale_range") == (0.5, 1.5)
-    assert full_recipes.recipe("coco").steps == 200000
+    assert full_recipes.recipe("coco").steps == 200000 and full_recipes.recipe("coco").scale_range == (0.5, 1.5)
     # Sec. 4's sentence is the source of the optimiser and rate on every dataset.
     for dataset in full_recipes.DATASETS:
         assert full_recipes.table()[dataset, "optimizer"]["status"] == "paper"

@@ -137,6 +137,15 @@ class Experiment:
     metrics: tuple[str, ...] = field(default=(), compare=False)
     # (Added after results were keyed: in the repr only when set; training/recipe.py.)
     nms_kernel: int = field(default=7, metadata={"keyed_when_set": True})
+    # The rest of the post-processing (PostProcessConfig) and how an image meets the evaluation
+    # input (evaluate_panoptic's `fit`): the full datasets' own (training/full_recipes.py).
+    top_k: int = field(default=200, metadata={"keyed_when_set": True})
+    center_threshold: float = field(default=0.1, metadata={"keyed_when_set": True})
+    label_divisor: int = field(default=1000, metadata={"keyed_when_set": True})
+    eval_fit: str = field(default="resize", metadata={"keyed_when_set": True})
+    # Images are scaled by this before they meet the evaluation input (a full-fidelity smoke
+    # test: the datasets' images at the smoke test's small input; reproductions/trained.py).
+    eval_scale: float = field(default=1.0, metadata={"keyed_when_set": True})
 
     def __repr__(self) -> str:
         return repr_without_later_defaults(self)
@@ -145,6 +154,11 @@ class Experiment:
         if not self.metrics:
             object.__setattr__(self, "metrics", CLASSIFICATION_METRICS if self.data.task == "classification"
                                else PANOPTIC_METRICS)
+
+    def postprocess(self) -> dict:
+        """PostProcessConfig's settings for this experiment's evaluation."""
+        return {"stuff_area": self.stuff_area, "nms_kernel": self.nms_kernel, "top_k": self.top_k,
+                "center_threshold": self.center_threshold, "label_divisor": self.label_divisor}
 
     def describe(self) -> str:
         model = (f"{self.preset} at width x{self.proxy_width:g} (proxy rule)" if self.proxy_width
@@ -264,8 +278,9 @@ def workdir(experiment: Experiment, seed: int, data_dir=None) -> Path:
 def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
     settings = (experiment.input_size, experiment.eval_crop_fraction, experiment.stuff_area,
                 experiment.test_ratios, experiment.metrics, max_eval)
-    if experiment.nms_kernel != 7:  # added later: keys only the evaluations that set it
-        settings += (("nms_kernel", experiment.nms_kernel),)
+    # Added later: keys only the evaluations that set them.
+    settings += tuple((f.name, getattr(experiment, f.name)) for f in dataclasses.fields(experiment)
+                      if f.metadata.get("keyed_when_set") and getattr(experiment, f.name) != f.default)
     if experiment.test_ratios and experiment.data.name == "panoptic-proxy":  # each ratio's own post-processing
         settings += (tuple(proxy_pixel_settings(_scaled(experiment.input_size, r)) for r in experiment.test_ratios),)
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:12]
@@ -527,15 +542,15 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
     recipe = experiment.recipe
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
                               class_of=class_of, center_sigma=recipe.center_sigma,
-                              small_instance_area=recipe.small_instance_area)
+                              small_instance_area=recipe.small_instance_area, scale_range=recipe.scale_range,
+                              in_memory=experiment.data.is_proxy)
     from training.engine import is_chief
 
     validation = ValidationLog(directory, write=is_chief(strategy))
     subset = val[:VALIDATION_SCENES]
 
     def validate(step, network):
-        validation.add(step, _evaluate_at(spec, network, subset, categories, experiment.input_size,
-                                          experiment.stuff_area, experiment.nms_kernel))
+        validation.add(step, _evaluate_at(spec, network, subset, categories, experiment))
 
     model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision,
                                   validate if experiment.data.is_proxy and not max_eval else None,
@@ -543,8 +558,7 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
     began = time.perf_counter()
     # Evaluation at input_size: the images are resized to the size the model is built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
-    metrics = _evaluate_at(spec, model, val, categories, experiment.input_size, experiment.stuff_area,
-                           experiment.nms_kernel)
+    metrics = _evaluate_at(spec, model, val, categories, experiment)
     for ratio in experiment.test_ratios:
         # The same validation scenes rendered at another size (exact ground truth at any size),
         # post-processed with the pixel settings of that size.
@@ -553,7 +567,8 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
         records = records[:max_eval] if max_eval else records
         size = _scaled(experiment.input_size, ratio)
         settings = proxy_pixel_settings(size)
-        at_ratio = _evaluate_at(spec, model, records, categories, size, settings.stuff_area, settings.nms_kernel)
+        at_ratio = _evaluate_at(spec, model, records, categories, dataclasses.replace(
+            experiment, input_size=size, stuff_area=settings.stuff_area, nms_kernel=settings.nms_kernel))
         metrics.update({f"{name}@{ratio:g}": value for name, value in at_ratio.items() if "[" not in name})
     timing = {"train_seconds": train_seconds, "eval_seconds": round(time.perf_counter() - began, 1)}
     return metrics, timing, _model_facts(spec, experiment.input_size, len(class_of)), validation.curve()
@@ -564,15 +579,17 @@ def _scaled(size: tuple[int, int], ratio: float) -> tuple[int, int]:
     return tuple(max(17, int(round((n - 1) * ratio / 16)) * 16 + 1) for n in size)
 
 
-def _evaluate_at(spec, model, records, categories, input_size, stuff_area, nms_kernel) -> dict:
-    """The trained weights in a model built at `input_size`, evaluated on `records`."""
-    eval_model = spec.build(tuple(input_size))
+def _evaluate_at(spec, model, records, categories, experiment) -> dict:
+    """The trained weights in a model built at the experiment's input size, evaluated on `records`
+    with its post-processing and fit."""
+    eval_model = spec.build(tuple(experiment.input_size))
     eval_model.set_weights(model.get_weights())
-    return evaluate_panoptic(eval_model, records, categories, input_size, stuff_area=stuff_area,
-                             nms_kernel=nms_kernel)
+    return evaluate_panoptic(eval_model, records, categories, experiment.input_size, fit=experiment.eval_fit,
+                             scale=experiment.eval_scale, **experiment.postprocess())
 
 
-def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", **postprocess) -> dict:
+def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", scale: float = 1.0,
+                      **postprocess) -> dict:
     """PQ, PQ_Th, PQ_St, mIoU, AP and each class' PQ ("PQ[<name>]"; None for a class with
     neither ground truth nor predictions), in percent, of a panoptic `model` built at `input_size` on
     the `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
@@ -581,14 +598,24 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     nms_kernel, top_k, label_divisor).
 
     fit="resize": each image is resized to input_size and the outputs back to the ground truth.
-    fit="pad": deeplab2's evaluation (model zoo): the image is padded at the bottom and right to
-    input_size with the mean pixel, the outputs are post-processed at that size and the
-    prediction cropped back to the ground truth."""
+    fit="pad": deeplab2's Cityscapes evaluation (and the model zoo's): the image is padded at the
+    bottom and right to input_size with the mean pixel, the outputs are post-processed at that
+    size and the prediction cropped back to the ground truth.
+    fit="longest-pad": deeplab2's COCO evaluation: the image resized (aspect kept) so that it
+    just fits input_size, then padded as above; the outputs are cropped to the resized image,
+    resized back to the ground truth and post-processed there.
+    `scale` (pad only) first resizes the image by that factor; outputs go back to the ground
+    truth as with longest-pad (a smoke test's small input on the datasets' images)."""
     from data import coco_panoptic
     from data.image_ops import resize_bilinear
     from evaluation.cityscapes_ap import CityscapesInstanceAP
     from evaluation.panoptic_quality import PanopticQuality, Segment
-    from evaluation.postprocess import PostProcessConfig, instance_predictions, panoptic_prediction, upsample_heads
+    from evaluation.postprocess import (
+        PostProcessConfig,
+        instance_predictions,
+        panoptic_prediction,
+        upsample_heads,
+    )
     from evaluation.semantic import MeanIoU
     from training.pipeline import normalize
 
@@ -605,14 +632,23 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     for record in records:
         example = coco_panoptic.load_example(record)
         h, w = example["ids"].shape
-        if fit == "pad":
+        if fit == "pad" and scale == 1.0:
             image = _pad(example["image"].astype(np.float32), input_size, record)
             heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
             outputs = {k: v[:h, :w] for k, v in upsample_heads(heads, tuple(input_size)).items()}
-        else:
+        elif fit in ("pad", "longest-pad"):
+            factor = scale if fit == "pad" else min(input_size[0] / h, input_size[1] / w)
+            size = (max(1, round(h * factor)), max(1, round(w * factor)))
+            image = _pad(resize_bilinear(example["image"], size).astype(np.float32), input_size, record)
+            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
+            fitted = {k: v[:size[0], :size[1]] for k, v in upsample_heads(heads, tuple(input_size)).items()}
+            outputs = upsample_heads(fitted, (h, w))
+        elif fit == "resize":
             image = resize_bilinear(example["image"], input_size)
             heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
             outputs = upsample_heads(heads, (h, w))
+        else:
+            raise ValueError(f"unknown evaluation fit {fit!r}; expected resize, pad or longest-pad")
         panoptic = panoptic_prediction(outputs["semantic"], outputs["center"], outputs["offset"], config)
         pred_segments = {}
         for pid in np.unique(panoptic):
@@ -684,6 +720,20 @@ IMAGENET_TRAIN_IMAGES = 1_281_167
 
 def classification_proxy(preset: str) -> Experiment:
     return Experiment(preset, CLASSIFICATION_PROXY_DATA, CLASSIFICATION_PROXY_RECIPE, (32, 32))
+
+
+def panoptic_full(preset: str, dataset: str, backbone_changes: tuple = ()) -> Experiment:
+    """The paper's panoptic recipe on `dataset` (recipes/panoptic.csv, training/full_recipes.py)
+    for the preset's own model (no proxy rule): training crop, batch, steps and augmentation,
+    and the dataset's evaluation input and post-processing."""
+    from training import full_recipes
+
+    evaluation = full_recipes.evaluation(dataset)
+    return Experiment(preset, Data(dataset), full_recipes.recipe(dataset), evaluation["eval_size"], proxy_width=None,
+                      stuff_area=evaluation["stuff_area"], nms_kernel=evaluation["nms_kernel"],
+                      top_k=evaluation["top_k"], center_threshold=evaluation["center_threshold"],
+                      label_divisor=evaluation["label_divisor"], eval_fit=evaluation["eval_fit"],
+                      backbone_changes=backbone_changes)
 
 
 def imagenet_full(preset: str) -> Experiment:

@@ -23,7 +23,8 @@ DATASETS = ("cityscapes", "coco", "mapillary")
 STATUSES = ("paper", "panoptic-deeplab", "deeplab2", "assumed")
 SETTINGS = ("crop_size", "batch_size", "steps", "optimizer", "learning_rate", "warmup_steps", "schedule",
             "scale_range", "center_sigma", "small_instance_area", "bn_momentum", "init", "eval_size",
-            "center_threshold", "nms_kernel", "top_k", "stuff_area", "label_divisor")
+            "eval_fit", "center_threshold", "nms_kernel", "top_k", "stuff_area", "label_divisor")
+EVAL_FITS = ("pad", "longest-pad")  # training/experiments.py evaluate_panoptic
 
 
 class RecipeFileError(ValueError):
@@ -66,6 +67,8 @@ def setting(dataset: str, name: str):
             return int(text)
         if name in ("learning_rate", "center_sigma", "bn_momentum", "center_threshold"):
             return float(text)
+        if name == "eval_fit" and text not in EVAL_FITS:
+            raise ValueError(text)
     except ValueError:
         raise RecipeFileError(f"{RECIPES_FILE.name}: {dataset} {name}: cannot read {text!r}") from None
     return text
@@ -78,12 +81,13 @@ def recipe(dataset: str, seed: int = 0) -> Recipe:
                   warmup_steps=setting(dataset, "warmup_steps"), checkpoint_every=1000, seed=seed,
                   optimizer=setting(dataset, "optimizer"), schedule=setting(dataset, "schedule"),
                   center_sigma=setting(dataset, "center_sigma"),
-                  small_instance_area=setting(dataset, "small_instance_area"))
+                  small_instance_area=setting(dataset, "small_instance_area"),
+                  scale_range=setting(dataset, "scale_range"))
 
 
 def evaluation(dataset: str) -> dict:
-    """The evaluation input size and PostProcessConfig's settings of `dataset`."""
-    return {"eval_size": setting(dataset, "eval_size"),
+    """The evaluation input size, how an image fits it, and PostProcessConfig's settings of `dataset`."""
+    return {"eval_size": setting(dataset, "eval_size"), "eval_fit": setting(dataset, "eval_fit"),
             **{name: setting(dataset, name) for name in ("center_threshold", "nms_kernel", "top_k", "stuff_area",
                                                          "label_divisor")}}
 

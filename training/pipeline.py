@@ -39,30 +39,37 @@ def augmentation_rng(seed: int, step: int, slot: int) -> np.random.Generator:
 
 
 class PanopticBatches:
-    """Augmented batches with Panoptic-DeepLab targets from a COCO-panoptic split held in memory."""
+    """Augmented batches with Panoptic-DeepLab targets from a COCO-panoptic split: held in
+    memory (`in_memory`, the proxy's few hundred small scenes), or read from disk one example
+    at a time (a full data set: Cityscapes' training split alone is about 69 GB decoded)."""
 
     task = "panoptic"
 
     def __init__(self, root, dataset: str, split: str, batch_size: int, crop_size: tuple[int, int],
                  seed: int = 0, scale_range: tuple[float, float] = (0.5, 2.0), ignore_label: int = 255,
                  class_of: dict[int, int] | None = None, center_sigma: float = 8.0,
-                 small_instance_area: int = 64 * 64):
+                 small_instance_area: int = 64 * 64, in_memory: bool = True):
         """`class_of` maps category ids to the model's contiguous class indices (COCO's ids
         run to 200 for 133 classes); None keeps the category ids.  `center_sigma` and
         `small_instance_area`: the targets' (data/targets.py), in pixels of the crop."""
-        records, _ = coco_panoptic.records(root, dataset, split)
-        self.examples = []
-        for record in records:
-            example = coco_panoptic.load_example(record, ignore_label)
-            segments = record.segments if class_of is None else {
-                k: replace(v, category_id=class_of[v.category_id]) for k, v in record.segments.items()}
-            self.examples.append((example["image"], example["ids"], segments))
+        self.records, _ = coco_panoptic.records(root, dataset, split)
+        if not self.records:
+            raise ValueError(f"{dataset} {split}: no training examples")
+        self.class_of, self.ignore_label = class_of, ignore_label
+        self.examples = [self._load(index) for index in range(len(self.records))] if in_memory else None
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.seed = seed
         self.scale_range = scale_range
-        self.ignore_label = ignore_label
         self.center_sigma, self.small_instance_area = center_sigma, small_instance_area
+
+    def _load(self, index: int) -> tuple:
+        """(image, segment-id map, segments with the model's class indices) of example `index`."""
+        record = self.records[index]
+        example = coco_panoptic.load_example(record, self.ignore_label)
+        segments = record.segments if self.class_of is None else {
+            k: replace(v, category_id=self.class_of[v.category_id]) for k, v in record.segments.items()}
+        return example["image"], example["ids"], segments
 
     def _augment(self, image: np.ndarray, ids: np.ndarray, rng: np.random.Generator):
         """Random scale (nearest for ids), pad with void, random crop, random flip."""
@@ -86,8 +93,8 @@ class PanopticBatches:
         """Batch `step`, or only its examples at `slots` (a process's share of it)."""
         images, targets = [], []
         for slot in range(self.batch_size) if slots is None else slots:
-            index = example_index(self.seed, step, slot, self.batch_size, len(self.examples))
-            image, ids, segments = self.examples[index]
+            index = example_index(self.seed, step, slot, self.batch_size, len(self.records))
+            image, ids, segments = self.examples[index] if self.examples is not None else self._load(index)
             image, ids = self._augment(image, ids, augmentation_rng(self.seed, step, slot))
             images.append(normalize(image))
             targets.append(panoptic_targets(ids.astype(np.int64), segments, self.ignore_label, sigma=self.center_sigma,

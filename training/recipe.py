@@ -48,6 +48,8 @@ class Recipe:
     # Fields added after results were keyed: in the repr (which keys runs) only when set.
     center_sigma: float = field(default=8.0, metadata={"keyed_when_set": True})
     small_instance_area: int = field(default=64 * 64, metadata={"keyed_when_set": True})
+    # Panoptic-DeepLab's random scale augmentation (panoptic only): the range of the factor.
+    scale_range: tuple[float, float] = field(default=(0.5, 2.0), metadata={"keyed_when_set": True})
 
     def __repr__(self) -> str:
         return repr_without_later_defaults(self)
