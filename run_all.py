@@ -49,7 +49,8 @@ FIGURES = {
     "M-Adds breakdown": ("reproductions.breakdown_figure", (6, 8)),
 }
 # Flags that only mean something when training; at count fidelity they are refused, not ignored.
-TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows", "retrain")
+TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows", "retrain",
+                  "init_from")
 
 
 def parse_tables(text: str | None) -> list[int]:
@@ -131,6 +132,11 @@ def make_parser() -> argparse.ArgumentParser:
                              "evaluated on 8 images, to check the code path end to end; full panoptic runs "
                              "shrink crops and evaluation input 16x per side; prints the metrics and "
                              "writes nothing (it trains in a temporary folder that it removes)")
+    parser.add_argument("--init-from", metavar="WEIGHTS", default=None,
+                        help="full fidelity: start each trained model's backbone from these ImageNet weights, a "
+                             "Keras .weights.h5 of the model's ImageNet classifier (the paper's initialisation, "
+                             "Sec. 4; training/transfer.py); it prints what was loaded, skipped and newly "
+                             "initialised, and stops if the file does not hold the backbone")
     parser.add_argument("--retrain", action="store_true",
                         help="training fidelities: train every run again from scratch; without it, a run whose "
                              "result is committed in tables/ (same configuration, and a numerical fingerprint "
@@ -183,6 +189,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
             raise UsageError("--data-dir applies to --fidelity full; the proxy data are built in")
         if args.fidelity == "full" and args.proxy_scale:
             raise UsageError("--proxy-scale applies to --fidelity proxy; full runs the paper's recipes")
+        if args.init_from is not None and args.fidelity != "full":
+            raise UsageError("--init-from applies to --fidelity full; the proxies train from their seeds")
+        if args.init_from is not None and not os.path.isfile(args.init_from):
+            raise UsageError(f"--init-from {args.init_from}: file not found")
     args.proxy_scale = args.proxy_scale or "small"
     args.row_list = tuple(r.strip() for r in args.rows.split(",")) if args.rows else None
     if args.row_list and len(args.table_list) != 1:
@@ -232,6 +242,8 @@ def run_trained(args) -> int:
     specs = [importlib.import_module(TABLES[n]).SPEC for n in args.table_list]
     if args.tables is None:  # everything: the tables that declare experiments at this fidelity
         specs = [s for s in specs if trained.declared(s, args.fidelity)]
+    if args.init_from:  # every full experiment chosen starts from these ImageNet weights
+        specs = [trained.initialised_from(spec, os.path.abspath(args.init_from)) for spec in specs]
     for spec in specs:  # fail before any training
         trained.preflight(spec, args.fidelity, table_seeds(args, spec.table), args.data_dir, args.smoke_test,
                           args.proxy_scale, args.row_list, args.retrain)

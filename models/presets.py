@@ -24,7 +24,7 @@ from models.classifier import ClassifierSpec
 from models.deeplab2 import Deeplab2EncoderSpec, Deeplab2PanopticSpec
 from models.panoptic_deeplab import PanopticDeepLabSpec
 
-ORIGINS = ("paper", "deeplab2", "pytorch")
+ORIGINS = ("paper", "deeplab2", "pytorch", "imagenet-init")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ class Preset:
     flip: bool = False
     # "paper": a model of the paper's tables (cites its rows); "deeplab2": deeplab2's layout,
     # citing `source` (a deeplab2 file and class or config) and maybe a model zoo row;
-    # "pytorch": the first author's PyTorch re-implementation (csrhddlam/axial-deeplab).
+    # "pytorch": the first author's PyTorch re-implementation (csrhddlam/axial-deeplab);
+    # "imagenet-init": the ImageNet classifier of a paper model's backbone, which initialises it
+    # (Sec. 4), citing that model in `source`.
     origin: str = "paper"
     source: str = ""
     zoo_row: str = ""
@@ -267,6 +269,24 @@ register_deeplab("axial-deeplab-l-os32-ad-cityscapes", axial_backbone("l", outpu
 register_deeplab("panoptic-deeplab-x71-cityscapes", XCEPTION71, CITYSCAPES,
                  "Panoptic-DeepLab [18], Xception-71, separable ASPP, output stride 16",
                  [(8, "xception71-aspp-os16")], aspp=True)
+
+
+# --- ImageNet initialisation (not paper rows) --------------------------------------------------
+# Sec. 4: "ImageNet-pretrained Axial-ResNets" are converted to Axial-DeepLab.  The ImageNet model
+# of Axial-DeepLab-S/M/L/XL is its own backbone, with its stem of three 3x3 convolutions and span
+# 65, as a classifier at output stride 32 (training/transfer.py imagenet_spec): the same
+# variables, so its weights initialise the panoptic model (run_all.py --init-from).  Pretrain one
+# with `python -m training.pretrain axial-deeplab-s-imagenet --data-dir DATA`.
+
+for _size in AXIAL_WIDTHS:
+    register(Preset(
+        name=f"axial-deeplab-{_size}-imagenet",
+        model=ClassifierSpec(dataclasses.replace(axial_backbone(_size), output_stride=32)),
+        summary=f"ImageNet classifier of Axial-DeepLab-{_size.upper()}'s backbone (three-conv stem, span 65), "
+                "which initialises it.",
+        cites=(), origin="imagenet-init",
+        source=f"Sec. 4 (ImageNet-pretrained Axial-ResNets); the backbone of axial-deeplab-{_size}-cityscapes",
+    ))
 
 
 # --- deeplab2's models (not paper rows): the released checkpoints' layouts ---------------------

@@ -84,6 +84,14 @@ def fingerprint(spec: TableSpec) -> str:
     return digest.hexdigest()[:16]
 
 
+def initialised_from(spec: TableSpec, weights: str) -> TableSpec:
+    """The table with every full experiment's backbone started from ImageNet `weights`."""
+    import dataclasses
+
+    return dataclasses.replace(spec, full=tuple(
+        (row, dataclasses.replace(e, recipe=dataclasses.replace(e.recipe, init_from=weights))) for row, e in spec.full))
+
+
 def output_stem(spec: TableSpec, fidelity: str) -> str:
     return f"table{spec.table}.{fidelity}"
 

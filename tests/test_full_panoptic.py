@@ -128,3 +128,119 @@ def test_run_all_full_smoke_test_end_to_end_on_a_cityscapes_fixture(tmp_path, mo
         assert value == "n/a" or 0 <= float(value) <= 100, line
     assert {p: p.stat().st_mtime_ns for p in runner.TABLES_DIR.iterdir()} == tables  # nothing written
     assert list((tmp_path / "runs").iterdir()) == []                                 # nor its cache
+
+
+# --- ImageNet -> panoptic (issue #26, part 2) ---------------------------------------------------
+
+def _tiny_panoptic(width=0.125, classes=5):
+    from models.backbones import BackboneSpec
+    from models.panoptic_deeplab import PanopticDeepLabSpec
+
+    return PanopticDeepLabSpec(BackboneSpec("axial", width_multiplier=width, stem="three_conv", span=9,
+                                            output_stride=16, stage_blocks=(1, 1, 1, 1)), classes)
+
+
+def _pretrained_classifier(spec, path, wrap=False):
+    """The ImageNet classifier of `spec`'s backbone with weights unlike any initialisation, saved."""
+    from training import transfer
+    from training.engine import TaskModel
+
+    classifier = transfer.imagenet_spec(spec).build((33, 33))
+    rng = np.random.default_rng(0)
+    classifier.set_weights([w + rng.normal(0.1, 0.05, w.shape).astype(w.dtype) for w in classifier.get_weights()])
+    (TaskModel(classifier, "classification", None) if wrap else classifier).save_weights(str(path))
+    return classifier
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["classifier file", "trainer checkpoint"])
+def test_imagenet_weights_initialise_the_backbone_by_name_and_nothing_else(tmp_path, wrap, capsys):
+    from training import transfer
+
+    spec = _tiny_panoptic()
+    classifier = _pretrained_classifier(spec, tmp_path / "imagenet.weights.h5", wrap)
+    model = spec.build((33, 33))
+    decoder_before = [np.array(w) for w in model.get_layer("semantic_head_predict").get_weights()]
+    account = transfer.initialize(model, spec, tmp_path / "imagenet.weights.h5", tmp_path / "init.json")
+    backbone = [layer.name for layer in classifier.layers if layer.weights and layer.name != "head_fc"]
+    assert sorted(account.loaded) == sorted(backbone) and account.skipped == ["head_fc"]
+    for name in backbone:
+        for a, b in zip(model.get_layer(name).get_weights(), classifier.get_layer(name).get_weights()):
+            assert np.array_equal(a, b), name
+    assert "semantic_head_predict" in account.initialised and all(
+        np.array_equal(a, b) for a, b in zip(decoder_before, model.get_layer("semantic_head_predict").get_weights()))
+    assert "loaded" in capsys.readouterr().out and (tmp_path / "init.json").exists()
+
+
+def test_weights_of_another_backbone_are_an_error_not_a_random_backbone(tmp_path):
+    from training import transfer
+
+    _pretrained_classifier(_tiny_panoptic(width=0.25), tmp_path / "wider.weights.h5")
+    spec = _tiny_panoptic()
+    with pytest.raises(transfer.TransferError, match="wider.weights.h5"):
+        transfer.initialize(spec.build((33, 33)), spec, tmp_path / "wider.weights.h5")
+    (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(transfer.TransferError, match="not a Keras .weights.h5 file"):
+        transfer.initialize(spec.build((33, 33)), spec, tmp_path / "junk.weights.h5")
+    with pytest.raises(transfer.TransferError, match="file not found"):
+        transfer.initialize(spec.build((33, 33)), spec, tmp_path / "absent.weights.h5")
+
+
+def test_the_trainer_initialises_a_fresh_run_only(tmp_path):
+    from data import proxy
+    from training.engine import Recipe, Trainer
+    from training.pipeline import PanopticBatches
+
+    root = proxy.write_dataset(tmp_path / "proxy", "train", count=2, size=(33, 33), seed=0)
+    recipe = Recipe(steps=1, batch_size=1, crop_size=(33, 33), checkpoint_every=1)
+    batches = PanopticBatches(root, "coco", "train", 1, (33, 33))
+    calls = []
+    build = lambda: _tiny_panoptic(classes=8).build((33, 33))  # noqa: E731  (proxy ids 1..7)
+    fresh = Trainer(build, batches, recipe, tmp_path / "run", initialize=calls.append)
+    assert calls == [fresh.model]
+    fresh.checkpoints.save(fresh.task_model, 1)  # as a trained step would
+    Trainer(build, batches, recipe, tmp_path / "run", initialize=calls.append)  # resumes its checkpoint
+    assert len(calls) == 1
+
+
+def test_init_from_is_keyed_on_the_weights_and_checked_before_anything_runs(tmp_path):
+    import dataclasses
+
+    import run_all
+    from runtime.cli import UsageError
+    from training import identity
+
+    experiment = experiments.panoptic_full("axial-deeplab-s-cityscapes", "cityscapes")
+    (tmp_path / "a.weights.h5").write_bytes(b"a")
+    (tmp_path / "b.weights.h5").write_bytes(b"b")
+    keys = {identity.config_key(dataclasses.replace(experiment, recipe=dataclasses.replace(
+        experiment.recipe, init_from=str(tmp_path / name)))) for name in ("a.weights.h5", "b.weights.h5")}
+    assert len(keys | {identity.config_key(experiment)}) == 3
+    with pytest.raises(UsageError, match="file not found"):
+        run_all.parse_arguments(["--tables", "6", "--fidelity", "full", "--data-dir", str(tmp_path),
+                            "--init-from", str(tmp_path / "absent.h5")])
+    with pytest.raises(UsageError, match="applies to --fidelity full"):
+        run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--init-from", str(tmp_path / "a.weights.h5")])
+    spec = trained.initialised_from(importlib.import_module("reproductions.table6").SPEC, "/w.h5")
+    assert {e.recipe.init_from for _, e in spec.full} == {"/w.h5"}
+
+
+def test_the_imagenet_presets_are_axial_deeplabs_backbones_with_its_stem():
+    from models import presets
+    from training import transfer
+
+    for size in ("s", "m", "l", "xl"):
+        imagenet = presets.get(f"axial-deeplab-{size}-imagenet")
+        panoptic = presets.get(f"axial-deeplab-{size}-cityscapes").model
+        assert imagenet.model == transfer.imagenet_spec(panoptic) and imagenet.backbone.stem == "three_conv"
+        assert imagenet.origin == "imagenet-init" and imagenet.name not in presets.paper_presets()
+
+
+def test_pretrain_refuses_what_it_cannot_pretrain(capsys, tmp_path):
+    from training import pretrain
+
+    assert pretrain.main(["resnet50-deeplab-cityscapes", "--data-dir", str(tmp_path)]) == 2
+    assert "not an ImageNet initialisation preset; they are: axial-deeplab-l-imagenet" in capsys.readouterr().err
+    assert pretrain.main(["axial-deeplab-s-imagenet", "--data-dir", str(tmp_path), "--quiet"]) == 2
+    assert f"dataset folder {tmp_path}/imagenet not found" in capsys.readouterr().err
+    smoke = pretrain.pretraining_experiment("axial-deeplab-s-imagenet", smoke_test=True)
+    assert smoke.recipe.crop_size == (65, 65) and smoke.recipe.batch_size == 2 and smoke.proxy_width is None

@@ -612,7 +612,9 @@ class Trainer:
 
     def __init__(self, build_model, batches, recipe: Recipe, workdir: str | Path,
                  strategy: str = "default", precision: str = "float32", tpu: str = "",
-                 jit_compile: bool | str = "auto"):
+                 jit_compile: bool | str = "auto", initialize=None):
+        """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
+        weights into the backbone, training/transfer.py); a resumed run restores its checkpoint."""
         self.recipe = recipe
         self.batches = batches
         self.build_model = build_model
@@ -648,6 +650,8 @@ class Trainer:
                                     f"of step {self.step} in {self.checkpoints.directory}: the processes of a "
                                     "run need its folder on storage they all see")
             self.checkpoints.restore(self.task_model, self.step)
+        elif initialize is not None:
+            initialize(self.model)
         if self.chief:
             write_atomic(self.workdir / "recipe.json", json.dumps(asdict(self.recipe), indent=1))
 

@@ -167,7 +167,8 @@ class Experiment:
             model += " with " + ", ".join(f"{k} {v}" for k, v in self.backbone_changes)
         r = self.recipe
         return (f"{model}, {self.data.describe()}, input {self.input_size[0]}x{self.input_size[1]}, "
-                f"{r.steps} steps of batch {r.batch_size}, {r.optimizer} lr {r.learning_rate:g}")
+                f"{r.steps} steps of batch {r.batch_size}, {r.optimizer} lr {r.learning_rate:g}"
+                + (f", backbone from ImageNet weights {Path(r.init_from).name}" if r.init_from else ""))
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -442,8 +443,15 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
 
     began = time.perf_counter()
     size = experiment.recipe.crop_size
+    initialize = None
+    if experiment.recipe.init_from:
+        from training import transfer
+        from training.engine import is_chief
+
+        record = directory / "init.json" if is_chief(strategy) else None
+        initialize = lambda network: transfer.initialize(network, spec, experiment.recipe.init_from, record)  # noqa: E731
     trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
-                      strategy=strategy, precision=precision)
+                      strategy=strategy, precision=precision, initialize=initialize)
     steps = experiment.recipe.steps
     stops = sorted({max(1, round(steps * f)) for f in VALIDATION_POINTS} | {steps}) if validate else [steps]
     for stop in stops:

@@ -75,6 +75,10 @@ def config_key(experiment, data_dir=None) -> str:
 
     trained = (model_spec(experiment, num_classes=0), experiment.data, experiment.recipe, experiment.proxy_width)
     text = f"{trained!r}|{data_dir}|{backend_version()}|keras={library_versions('keras')['keras']}"
+    if experiment.recipe.init_from:  # the weights' content, not only their path
+        from training.transfer import digest
+
+        text += f"|init={digest(experiment.recipe.init_from)}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

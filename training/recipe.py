@@ -50,6 +50,9 @@ class Recipe:
     small_instance_area: int = field(default=64 * 64, metadata={"keyed_when_set": True})
     # Panoptic-DeepLab's random scale augmentation (panoptic only): the range of the factor.
     scale_range: tuple[float, float] = field(default=(0.5, 2.0), metadata={"keyed_when_set": True})
+    # ImageNet weights the backbone starts from (training/transfer.py; --init-from), or "" for
+    # the seed's initialisation.  The run is keyed on the file's content (training/identity.py).
+    init_from: str = field(default="", metadata={"keyed_when_set": True})
 
     def __repr__(self) -> str:
         return repr_without_later_defaults(self)
