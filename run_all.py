@@ -50,7 +50,7 @@ FIGURES = {
 }
 # Flags that only mean something when training; at count fidelity they are refused, not ignored.
 TRAINING_FLAGS = ("seeds", "data_dir", "strategy", "precision", "smoke_test", "proxy_scale", "rows", "retrain",
-                  "init_from")
+                  "init_from", "resume_changed")
 
 
 def parse_tables(text: str | None) -> list[int]:
@@ -137,6 +137,10 @@ def make_parser() -> argparse.ArgumentParser:
                              "Keras .weights.h5 of the model's ImageNet classifier (the paper's initialisation, "
                              "Sec. 4; training/transfer.py); it prints what was loaded, skipped and newly "
                              "initialised, and stops if the file does not hold the backbone")
+    parser.add_argument("--resume-changed", action="store_true",
+                        help="full fidelity: resume a run whose checkpoints were written by code that computes "
+                             "other numbers (without it such a run stops with a one-line error saying what "
+                             "changed; the run's identity.json records the resume)")
     parser.add_argument("--retrain", action="store_true",
                         help="training fidelities: train every run again from scratch; without it, a run whose "
                              "result is committed in tables/ (same configuration, and a numerical fingerprint "
@@ -189,6 +193,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
             raise UsageError("--data-dir applies to --fidelity full; the proxy data are built in")
         if args.fidelity == "full" and args.proxy_scale:
             raise UsageError("--proxy-scale applies to --fidelity proxy; full runs the paper's recipes")
+        if args.resume_changed and (args.fidelity != "full" or args.retrain):
+            raise UsageError("--resume-changed resumes full runs (a proxy run trained by other code is trained "
+                             "again), and contradicts --retrain")
         if args.init_from is not None and args.fidelity != "full":
             raise UsageError("--init-from applies to --fidelity full; the proxies train from their seeds")
         if args.init_from is not None and not os.path.isfile(args.init_from):
@@ -250,7 +257,7 @@ def run_trained(args) -> int:
     for spec in specs:
         df = trained.run_trained_table(spec, args.fidelity, table_seeds(args, spec.table), args.data_dir,
                                        not args.quiet, args.strategy, args.precision, args.smoke_test,
-                                       args.proxy_scale, args.row_list, args.retrain)
+                                       args.proxy_scale, args.row_list, args.retrain, args.resume_changed)
         if args.smoke_test:
             print(f"table {spec.table} smoke test (2 steps of batch 2, 8 evaluation images: not results; "
                   "nothing written):")

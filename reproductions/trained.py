@@ -117,7 +117,7 @@ def as_run(experiment, smoke_test: bool):
                                  small_instance_area=pixels.small_instance_area)
     pixels = experiments.proxy_pixel_settings(size)
     return dataclasses.replace(experiment, recipe=recipe, input_size=size, stuff_area=pixels.stuff_area,
-                               nms_kernel=pixels.nms_kernel,
+                               nms_kernel=pixels.nms_kernel, validate_every=1 if experiment.validate_every else 0,
                                eval_scale=1 / SMOKE_SHRINK if experiment.eval_fit == "pad" else 1.0)
 
 
@@ -301,7 +301,7 @@ def announce(spec: TableSpec, fidelity: str, steps: list[dict], smoke_test: bool
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
                     smoke_test: bool = False, proxy_scale: str = "small", rows=None,
-                    retrain: bool = False) -> dict[str, list[dict]]:
+                    retrain: bool = False, resume_changed: bool = False) -> dict[str, list[dict]]:
     """{row: [result per seed]}; a smoke test caps every run at 2 steps of batch 2 and trains
     in a temporary cache that it removes."""
     import contextlib
@@ -340,7 +340,7 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                                              strategy=strategy, precision=precision,
                                              max_steps=SMOKE_STEPS if smoke_test else None,
                                              max_eval=SMOKE_EVAL_IMAGES if smoke_test else None,
-                                             fresh=retrain)
+                                             fresh=retrain, resume_changed=resume_changed)
                 # Which training this is: rows that train the same model share one (Tab. 7's
                 # spans 5, 9, 17 at the small scale), and a table's time counts it once.
                 result = {**result, "run": experiments.workdir(_with_seed(experiment, seed), seed, data_dir).parent.name}
@@ -552,7 +552,7 @@ def distinct_runs(runs: list[dict]) -> list[dict]:
 def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                       progress: bool = True, strategy: str = "default", precision: str = "auto",
                       smoke_test: bool = False, proxy_scale: str = "small", rows=None,
-                      retrain: bool = False) -> pd.DataFrame:
+                      retrain: bool = False, resume_changed: bool = False) -> pd.DataFrame:
     """Run, compare and (unless a smoke test) write one table at a training fidelity: its
     csv, md and provenance as one set, and only when their content changed."""
     from runtime import machine
@@ -560,7 +560,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
 
     preflight(spec, fidelity, seeds, data_dir, smoke_test, proxy_scale, rows, retrain)
     results = run_experiments(spec, fidelity, seeds, data_dir, progress, strategy, precision, smoke_test,
-                              proxy_scale, rows, retrain)
+                              proxy_scale, rows, retrain, resume_changed)
     df, trends = build_trained_table(spec, fidelity, results, proxy_scale)
     if smoke_test:
         return df  # capped runs are checks of the code path, never results: nothing is written

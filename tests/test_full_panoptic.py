@@ -26,6 +26,7 @@ def test_every_panoptic_table_declares_the_papers_models_by_its_datasets_recipe(
         assert experiment.proxy_width is None and not experiment.backbone_changes  # the preset's own model
         assert experiment.data.name == dataset and experiment.recipe == full_recipes.recipe(dataset)
         assert experiment.input_size == evaluation["eval_size"] and experiment.eval_fit == evaluation["eval_fit"]
+        assert experiment.validate_every == evaluation["validate_every"] > 0
         assert experiment.postprocess() == {name: evaluation[name] for name in (
             "stuff_area", "nms_kernel", "top_k", "center_threshold", "label_divisor")}
     presets = {row.row: row.preset for row in spec.rows}
@@ -37,6 +38,7 @@ def test_the_smoke_test_shrinks_a_full_panoptic_run_and_nothing_else():
     assert cityscapes.recipe.crop_size == (65, 129) and cityscapes.input_size == (65, 129)
     assert cityscapes.recipe.batch_size == 2 and cityscapes.recipe.warmup_steps == 0
     assert cityscapes.eval_scale == 1 / 16 and cityscapes.eval_fit == "pad"  # 1024 x 2048 images into 65 x 129
+    assert cityscapes.validate_every == 1  # the smoke test checks validation during training too
     pixels = experiments.proxy_pixel_settings((65, 129))
     assert (cityscapes.stuff_area, cityscapes.nms_kernel, cityscapes.recipe.center_sigma) == (
         pixels.stuff_area, pixels.nms_kernel, pixels.center_sigma)
@@ -220,6 +222,8 @@ def test_init_from_is_keyed_on_the_weights_and_checked_before_anything_runs(tmp_
                             "--init-from", str(tmp_path / "absent.h5")])
     with pytest.raises(UsageError, match="applies to --fidelity full"):
         run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--init-from", str(tmp_path / "a.weights.h5")])
+    with pytest.raises(UsageError, match="--resume-changed resumes full runs"):
+        run_all.parse_arguments(["--tables", "6", "--fidelity", "proxy", "--resume-changed"])
     spec = trained.initialised_from(importlib.import_module("reproductions.table6").SPEC, "/w.h5")
     assert {e.recipe.init_from for _, e in spec.full} == {"/w.h5"}
 
@@ -244,3 +248,38 @@ def test_pretrain_refuses_what_it_cannot_pretrain(capsys, tmp_path):
     assert f"dataset folder {tmp_path}/imagenet not found" in capsys.readouterr().err
     smoke = pretrain.pretraining_experiment("axial-deeplab-s-imagenet", smoke_test=True)
     assert smoke.recipe.crop_size == (65, 65) and smoke.recipe.batch_size == 2 and smoke.proxy_width is None
+
+
+def test_a_full_run_trained_by_other_code_resumes_only_when_asked(tmp_path, monkeypatch, capsys):
+    import json
+
+    from training import identity
+
+    monkeypatch.setattr(identity, "fingerprint", lambda experiment: {"model": "today"})
+    monkeypatch.setattr(identity, "differences", lambda stored, experiment: [] if stored.get("model") == "today"
+                        else ["model"])
+    full = experiments.panoptic_full("axial-deeplab-s-cityscapes", "cityscapes")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-1000.weights.h5").write_bytes(b"days of training")
+    (run / "identity.json").write_text(json.dumps({"model": "yesterday"}))
+    with pytest.raises(experiments.ExperimentError, match="trained by other code.*--resume-changed"):
+        experiments.claim_workdir(run, full)
+    assert (run / "checkpoints" / "ckpt-1000.weights.h5").exists()                     # nothing lost
+    experiments.claim_workdir(run, full, resume_changed=True)
+    assert (run / "checkpoints" / "ckpt-1000.weights.h5").exists()
+    record = json.loads((run / "identity.json").read_text())
+    assert record["model"] == "today" and record["resumed_across"][0]["stored"] == {"model": "yesterday"}
+    assert "resuming the run" in capsys.readouterr().err
+    experiments.claim_workdir(run, full)  # today's code wrote it now: no question
+    proxy = _on_the_proxy(full)
+    (run / "identity.json").write_text(json.dumps({"model": "yesterday"}))
+    experiments.claim_workdir(run, proxy)                                              # a proxy run is retrained
+    assert not (run / "checkpoints").exists()
+
+
+def _on_the_proxy(experiment):
+    import dataclasses
+
+    return dataclasses.replace(experiment, data=experiments.Data("panoptic-proxy", train=2, val=1,
+                                                                 render_size=(33, 33)))

@@ -20,7 +20,8 @@ def test_deeplab2s_evaluation_settings():
     """deeplab2's configs: Cityscapes (axial_deeplab) and COCO (panoptic_deeplab)."""
     assert full_recipes.evaluation("cityscapes") == {"eval_size": (1025, 2049), "eval_fit": "pad",
                                                      "center_threshold": 0.1, "nms_kernel": 13, "top_k": 400,
-                                                     "stuff_area": 2048, "label_divisor": 1000}
+                                                     "stuff_area": 2048, "label_divisor": 1000,
+                                                     "validate_every": 5000}
     coco = full_recipes.evaluation("coco")
     assert (coco["nms_kernel"], coco["top_k"], coco["stuff_area"], coco["label_divisor"]) == (41, 400, 4096, 256)
     assert coco["eval_fit"] == "longest-pad"

@@ -596,6 +596,39 @@ class StepCallback(keras.callbacks.Callback):
             self.checkpoints.save(self.model, step + 1)
 
 
+def tensorboard_callbacks(folder, start: int) -> list:
+    """Keras' TensorBoard callback writing every TENSORBOARD_EVERY-th step's losses into `folder`
+    at the run's own step; none without a folder, or without TensorFlow (whose summary writer
+    Keras' callback uses: the JAX-only install has none), which is said once."""
+    import importlib.util
+
+    if folder is None:
+        return []
+    if importlib.util.find_spec("tensorflow") is None:
+        if not _SAID["tensorboard"]:
+            print("TensorBoard logs need TensorFlow installed: not written (log.jsonl has every step)",
+                  file=sys.stderr)
+            _SAID["tensorboard"] = True
+        return []
+
+    class StepTensorBoard(keras.callbacks.TensorBoard):
+        """Keras counts batches from 0 at every fit; a resumed or validated (segmented) run
+        would draw over itself, so the count starts at the run's step."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self._global_train_batch = start
+
+        def on_epoch_end(self, epoch, logs=None):
+            pass  # one "epoch" per segment, all at epoch 0: the step summaries say it all
+
+    return [StepTensorBoard(str(folder), update_freq=TENSORBOARD_EVERY, write_graph=False, profile_batch=0)]
+
+
+TENSORBOARD_EVERY = 10
+_SAID = {"tensorboard": False}
+
+
 # --- the trainer -----------------------------------------------------------------------------
 
 class Trainer:
@@ -612,10 +645,12 @@ class Trainer:
 
     def __init__(self, build_model, batches, recipe: Recipe, workdir: str | Path,
                  strategy: str = "default", precision: str = "float32", tpu: str = "",
-                 jit_compile: bool | str = "auto", initialize=None):
+                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None):
         """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
-        weights into the backbone, training/transfer.py); a resumed run restores its checkpoint."""
+        weights into the backbone, training/transfer.py); a resumed run restores its checkpoint.
+        tensorboard: a folder for Keras' TensorBoard logs of every step's losses (the chief's)."""
         self.recipe = recipe
+        self.tensorboard = tensorboard
         self.batches = batches
         self.build_model = build_model
         self.workdir = Path(workdir)
@@ -679,7 +714,8 @@ class Trainer:
                 callback = StepCallback(self.step, until, self.recipe, log,
                                         self.checkpoints if self.chief else ScratchCheckpoints(), bar, records)
                 # (steps_per_epoch: a worker's dataset has no length, and would be read past its end.)
-                self.task_model.fit(self._steps(self.step, until), epochs=1, verbose=0, callbacks=[callback],
+                callbacks = [callback] + tensorboard_callbacks(self.tensorboard if self.chief else None, self.step)
+                self.task_model.fit(self._steps(self.step, until), epochs=1, verbose=0, callbacks=callbacks,
                                     shuffle=False, steps_per_epoch=until - self.step)
         finally:
             bar.close()

@@ -146,6 +146,9 @@ class Experiment:
     # Images are scaled by this before they meet the evaluation input (a full-fidelity smoke
     # test: the datasets' images at the smoke test's small input; reproductions/trained.py).
     eval_scale: float = field(default=1.0, metadata={"keyed_when_set": True})
+    # Full runs: validation PQ / mIoU every this many steps on the first VALIDATION_SCENES
+    # validation images (0: at VALIDATION_POINTS, the proxy's).
+    validate_every: int = field(default=0, metadata={"keyed_when_set": True})
 
     def __repr__(self) -> str:
         return repr_without_later_defaults(self)
@@ -289,12 +292,14 @@ def evaluation_key(experiment: Experiment, max_eval: int | None) -> str:
 
 def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True, strategy: str = "default",
         precision: str = "auto", max_steps: int | None = None, max_eval: int | None = None,
-        fresh: bool = False) -> dict:
+        fresh: bool = False, resume_changed: bool = False) -> dict:
     """Metrics of one seed of `experiment`: cached, or trained (resuming; a finished training
     is reused by every evaluation of it) and evaluated.
 
     max_steps caps training and max_eval the evaluation images (a smoke test of the path);
     the result says so.  fresh: train from scratch, whatever is stored (--retrain).
+    resume_changed: resume a full run whose checkpoints today's code did not write
+    (--resume-changed; claim_workdir).
     Of several processes (--strategy multi-worker) only the chief writes or removes files;
     the others read the same folder (and with `fresh` read no stored result, which the chief
     may be removing), so every process trains, or not, alike."""
@@ -324,7 +329,7 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
         elif not verify or not stale_reason(cached.get("identity"), experiment):
             return cached
     if verify and chief:
-        claim_workdir(directory, experiment)
+        claim_workdir(directory, experiment, resume_changed)
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
     metrics, timing, model, validation = run_task(experiment, directory, data_dir, progress, strategy, precision,
@@ -376,10 +381,13 @@ def stale_reason(stored_identity, experiment) -> str:
     return "" if not parts else f"the code now computes other numbers ({', '.join(parts)})"
 
 
-def claim_workdir(directory: Path, experiment: Experiment) -> None:
-    """Make `directory` this experiment's: checkpoints left by code that computes other
-    numbers are discarded (resuming from them would mix two trainings), with one line; the
-    fingerprint of the code that trains is recorded in identity.json."""
+def claim_workdir(directory: Path, experiment: Experiment, resume_changed: bool = False) -> None:
+    """Make `directory` this experiment's, and record in identity.json the fingerprint of the
+    code that trains.  Checkpoints left by code that computes other numbers: a proxy run's are
+    discarded, with one line (minutes of training; resuming would mix two trainings); a full
+    run's (days of accelerators) stop the run with one line that says what changed, and are
+    resumed only when the user says so (`resume_changed`, --resume-changed), which
+    identity.json then records."""
     from runtime.files import write_atomic
     from training import identity
 
@@ -391,9 +399,19 @@ def claim_workdir(directory: Path, experiment: Experiment) -> None:
             stored = None
         reason = stale_reason(stored, experiment) if stored is not None else (
             "its identity.json is missing or damaged" if any(directory.iterdir()) else "")
-        if reason:
+        if reason and experiment.data.is_proxy:
             print(f"discarding the run in {directory}: {reason}", file=sys.stderr)
             shutil.rmtree(directory)
+        elif reason and not resume_changed:
+            raise ExperimentError(f"the run in {directory} was trained by other code: {reason}; resume it with "
+                                  "today's code (--resume-changed) or train it again (--retrain)")
+        elif reason:
+            print(f"resuming the run in {directory} across a code change ({reason}), as --resume-changed asks",
+                  file=sys.stderr)
+            history = (stored or {}).get("resumed_across", []) + [{"reason": reason, "stored": stored}]
+            write_atomic(record, json.dumps({**identity.fingerprint(experiment), "resumed_across": history},
+                                            indent=1) + "\n")
+            return
     write_atomic(record, json.dumps(identity.fingerprint(experiment), indent=1) + "\n")
 
 
@@ -429,14 +447,15 @@ def _builder(experiment: Experiment, spec, size):
 
 
 def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None,
-           validated=frozenset()):
+           validated=frozenset(), every: int = 0, tensorboard=None):
     """(trained network, training seconds): trains, or resumes, or (finished) loads the weights.
 
     validate(step, network): called at each of VALIDATION_POINTS of training not in `validated`
     (the steps validated before: a resumed run keeps them), between the segments that training
     is cut into.  A point is validated when training stands at its step: a run killed while
     validating resumes at that step's checkpoint and validates it then; a point whose step a
-    resumed run has passed without validating it stays missing."""
+    resumed run has passed without validating it stays missing.  `every`: validate at every
+    multiple of it instead of at VALIDATION_POINTS.  `tensorboard`: Keras' TensorBoard logs there."""
     import time
 
     from training.engine import Trainer
@@ -451,9 +470,13 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
         record = directory / "init.json" if is_chief(strategy) else None
         initialize = lambda network: transfer.initialize(network, spec, experiment.recipe.init_from, record)  # noqa: E731
     trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
-                      strategy=strategy, precision=precision, initialize=initialize)
+                      strategy=strategy, precision=precision, initialize=initialize, tensorboard=tensorboard)
     steps = experiment.recipe.steps
-    stops = sorted({max(1, round(steps * f)) for f in VALIDATION_POINTS} | {steps}) if validate else [steps]
+    stops = [steps]
+    if validate:
+        points = (range(every, steps, every) if every else
+                  [max(1, round(steps * f)) for f in VALIDATION_POINTS])
+        stops = sorted(set(points) | {steps})
     for stop in stops:
         if stop > trainer.step or stop == steps:
             trainer.train(until=stop, progress=progress, desc=f"{experiment.preset} seed {experiment.recipe.seed}")
@@ -466,6 +489,22 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
 # of training, on the first VALIDATION_SCENES validation scenes (the same for every model).
 VALIDATION_POINTS = (0.25, 0.5, 0.75, 1.0)
 VALIDATION_SCENES = 100
+
+
+def write_scalars(folder: Path, step: int, values: dict) -> None:
+    """TensorBoard scalars at `step` (validation metrics), where TensorFlow is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(folder))
+    with writer.as_default():
+        for name, value in values.items():
+            if value is not None:
+                tf.summary.scalar(name, value, step=step)
+    writer.close()
 
 
 class ValidationLog:
@@ -556,13 +595,25 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
 
     validation = ValidationLog(directory, write=is_chief(strategy))
     subset = val[:VALIDATION_SCENES]
+    full = not experiment.data.is_proxy
+    tensorboard = directory / "tensorboard" if full else None
 
     def validate(step, network):
-        validation.add(step, _evaluate_at(spec, network, subset, categories, experiment))
+        metrics = _evaluate_at(spec, network, subset, categories, experiment)
+        validation.add(step, metrics)
+        if full:
+            print(f"{experiment.preset} step {step}: validation on {len(subset)} images: "
+                  + ", ".join(f"{k} {metrics[k]:.2f}" for k in ValidationLog.NAMES if metrics.get(k) is not None),
+                  file=sys.stderr)
+            if is_chief(strategy):
+                write_scalars(tensorboard / "validation", step, {k: metrics.get(k) for k in ValidationLog.NAMES})
 
+    # The proxy validates at fractions of training (not in a smoke test); a full run every
+    # validate_every steps (a smoke test too: it checks that path).
+    validating = (experiment.data.is_proxy and not max_eval) or (full and experiment.validate_every > 0)
     model, train_seconds = _train(experiment, spec, batches, directory, progress, strategy, precision,
-                                  validate if experiment.data.is_proxy and not max_eval else None,
-                                  frozenset(validation.points))
+                                  validate if validating else None, frozenset(validation.points),
+                                  every=experiment.validate_every if full else 0, tensorboard=tensorboard)
     began = time.perf_counter()
     # Evaluation at input_size: the images are resized to the size the model is built for
     # (proxy scenes are rendered at it), and predictions resized back to the ground truth.
@@ -741,7 +792,7 @@ def panoptic_full(preset: str, dataset: str, backbone_changes: tuple = ()) -> Ex
                       stuff_area=evaluation["stuff_area"], nms_kernel=evaluation["nms_kernel"],
                       top_k=evaluation["top_k"], center_threshold=evaluation["center_threshold"],
                       label_divisor=evaluation["label_divisor"], eval_fit=evaluation["eval_fit"],
-                      backbone_changes=backbone_changes)
+                      validate_every=evaluation["validate_every"], backbone_changes=backbone_changes)
 
 
 def imagenet_full(preset: str) -> Experiment:

@@ -23,7 +23,7 @@ DATASETS = ("cityscapes", "coco", "mapillary")
 STATUSES = ("paper", "panoptic-deeplab", "deeplab2", "assumed")
 SETTINGS = ("crop_size", "batch_size", "steps", "optimizer", "learning_rate", "warmup_steps", "schedule",
             "scale_range", "center_sigma", "small_instance_area", "bn_momentum", "init", "eval_size",
-            "eval_fit", "center_threshold", "nms_kernel", "top_k", "stuff_area", "label_divisor")
+            "eval_fit", "center_threshold", "nms_kernel", "top_k", "stuff_area", "label_divisor", "validate_every")
 EVAL_FITS = ("pad", "longest-pad")  # training/experiments.py evaluate_panoptic
 
 
@@ -63,7 +63,7 @@ def setting(dataset: str, name: str):
             low, high = text.split("-")
             return float(low), float(high)
         if name in ("batch_size", "steps", "warmup_steps", "small_instance_area", "nms_kernel", "top_k",
-                    "stuff_area", "label_divisor"):
+                    "stuff_area", "label_divisor", "validate_every"):
             return int(text)
         if name in ("learning_rate", "center_sigma", "bn_momentum", "center_threshold"):
             return float(text)
@@ -89,7 +89,7 @@ def evaluation(dataset: str) -> dict:
     """The evaluation input size, how an image fits it, and PostProcessConfig's settings of `dataset`."""
     return {"eval_size": setting(dataset, "eval_size"), "eval_fit": setting(dataset, "eval_fit"),
             **{name: setting(dataset, name) for name in ("center_threshold", "nms_kernel", "top_k", "stuff_area",
-                                                         "label_divisor")}}
+                                                         "label_divisor", "validate_every")}}
 
 
 def markdown() -> str:
