@@ -191,6 +191,7 @@ class Dataset:
 COCO = Dataset("coco", "COCO", 133, (1025, 1025), (0.5, 0.75, 1.0, 1.25, 1.5))
 CITYSCAPES = Dataset("cityscapes", "Cityscapes", 19, (1025, 2049), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
 MAPILLARY = Dataset("mapillary", "Mapillary Vistas", 65, (2177, 2177), (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+DATASETS = {d.name: d for d in (COCO, CITYSCAPES, MAPILLARY)}
 
 AXIAL_DEEPLAB_SPAN = 65  # "we resort to a large span m = 65 in all our axial-attention blocks" (Sec. 3.2)
 AXIAL_WIDTHS = {"s": 0.5, "m": 0.75, "l": 1.0, "xl": 2.0}

@@ -41,11 +41,14 @@ import pandas as pd
 
 from reproductions import runner
 from runtime.cli import OneLineParser
+from training import full_recipes
 
 REPORTED_FILE = runner.REPORTED_DIR / "model_zoo.csv"
 STEM = "model_zoo.full"
-# deeplab2's Cityscapes evaluator settings for the zoo (see the module docstring).
-POSTPROCESS = {"center_threshold": 0.1, "nms_kernel": 13, "top_k": 400, "stuff_area": 2048, "label_divisor": 1000}
+# deeplab2's Cityscapes evaluator settings for the zoo (see the module docstring): the same as
+# the full path's Cityscapes evaluation (recipes/panoptic.csv), read from one place.
+POSTPROCESS = {name: full_recipes.evaluation("cityscapes")[name]
+               for name in ("center_threshold", "nms_kernel", "top_k", "stuff_area", "label_divisor")}
 
 
 class ZooError(Exception):
@@ -108,7 +111,8 @@ def evaluate(preset, weights, data_dir, input_size) -> tuple[dict, int]:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ZooError(f"{weights} does not load into {preset.name}: {first}") from None
     try:
-        metrics = evaluate_panoptic(model, records, categories, input_size, fit="pad", **POSTPROCESS)
+        metrics = evaluate_panoptic(model, records, categories, input_size,
+                                    fit=full_recipes.evaluation("cityscapes")["eval_fit"], **POSTPROCESS)
     except (coco_panoptic.DatasetError, ExperimentError) as error:
         raise ZooError(str(error)) from None
     return metrics, len(records)

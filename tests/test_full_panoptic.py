@@ -22,7 +22,9 @@ def test_every_panoptic_table_declares_the_papers_models_by_its_datasets_recipe(
     reported_rows = set(runner.load_reported(table)["row"])
     evaluation = full_recipes.evaluation(dataset)
     for row, experiment in spec.full:
-        assert row in reported_rows and not row.endswith("-ms")  # multi-scale inference: not built yet
+        assert row in reported_rows
+        # An -ms row: its single-scale row's training (the same run), evaluated at several scales + flip.
+        assert (len(experiment.inference_scales) > 1 and experiment.flip) == row.endswith("-ms")
         assert experiment.proxy_width is None and not experiment.backbone_changes  # the preset's own model
         assert experiment.data.name == dataset and experiment.recipe == full_recipes.recipe(dataset)
         assert experiment.input_size == evaluation["eval_size"] and experiment.eval_fit == evaluation["eval_fit"]
@@ -50,11 +52,11 @@ def test_the_smoke_test_shrinks_a_full_panoptic_run_and_nothing_else():
 
 
 class ConstantModel:
-    """Heads that call every pixel `category` (stuff): where it lands on the ground truth shows
-    how an evaluation fit maps outputs back."""
+    """Heads that call every pixel `category` (stuff), with constant offsets (dy, dx): where they
+    land on the ground truth shows how an evaluation fit maps outputs back."""
 
-    def __init__(self, classes: int, index: int, stride: int = 4):
-        self.classes, self.index, self.stride, self.inputs = classes, index, stride, []
+    def __init__(self, classes: int, index: int, stride: int = 4, offset=(0.0, 0.0)):
+        self.classes, self.index, self.stride, self.offset, self.inputs = classes, index, stride, offset, []
 
     def predict_on_batch(self, images):
         self.inputs.append(images.shape[1:3])
@@ -62,7 +64,7 @@ class ConstantModel:
         semantic = np.zeros((1, h, w, self.classes), np.float32)
         semantic[..., self.index] = 5.0
         return {"semantic": semantic, "center": np.zeros((1, h, w, 1), np.float32),
-                "offset": np.zeros((1, h, w, 2), np.float32)}
+                "offset": np.broadcast_to(np.asarray(self.offset, np.float32), (1, h, w, 2)).copy()}
 
 
 @pytest.mark.parametrize("dataset,fit,size,scale,fed", [
@@ -85,6 +87,30 @@ def test_evaluation_fits_return_outputs_on_the_ground_truth(tmp_path, dataset, f
     # truth's shape, or would score road differently.
     assert metrics["PQ[road]"] > 50 and metrics["PQ[person]"] == 0
     assert len(CATEGORIES) == len(categories)
+
+
+@pytest.mark.parametrize("fit,scale", [("pad", 1 / 16), ("longest-pad", 1.0), ("resize", 1.0)])
+def test_multi_scale_and_flip_inference_averages_the_passes_on_the_image(tmp_path, fit, scale):
+    from data import coco_panoptic
+
+    write_fixture(tmp_path, "cityscapes", "val", images=1, scale=16)
+    records, categories = coco_panoptic.records(tmp_path, "cityscapes", "val")
+    example = coco_panoptic.load_example(records[0])
+    models = {}
+
+    def model_at(size):
+        return models.setdefault(size, ConstantModel(len(categories), 1, offset=(2.0, 3.0)))
+
+    single = experiments.image_outputs(model_at, example["image"], (65, 129), fit, scale)
+    both = experiments.image_outputs(model_at, example["image"], (65, 129), fit, scale, scales=(0.5, 1.0, 1.5),
+                                     flip=True)
+    assert sorted(models) == [(33, 65), (65, 129), (97, 193)]           # (n - 1) s + 1 per side
+    assert all(len(m.inputs) == (3 if size == (65, 129) else 2) for size, m in models.items())  # + flips
+    assert both["semantic"].shape == single["semantic"].shape == (*example["ids"].shape, len(categories))
+    # A flipped pass's x offsets are negated back: they cancel; y offsets keep their sign.
+    assert np.abs(both["offset"][..., 1]).max() < 1e-4 and both["offset"][..., 0].min() > 0
+    probabilities = np.exp(both["semantic"])
+    assert np.allclose(probabilities.sum(-1), 1, atol=1e-4) and (both["semantic"].argmax(-1) == 1).all()
 
 
 def test_an_unknown_fit_is_refused(tmp_path):
@@ -196,7 +222,8 @@ def test_the_trainer_initialises_a_fresh_run_only(tmp_path):
     recipe = Recipe(steps=1, batch_size=1, crop_size=(33, 33), checkpoint_every=1)
     batches = PanopticBatches(root, "coco", "train", 1, (33, 33))
     calls = []
-    build = lambda: _tiny_panoptic(classes=8).build((33, 33))  # noqa: E731  (proxy ids 1..7)
+    def build():
+        return _tiny_panoptic(classes=8).build((33, 33))  # proxy ids 1..7
     fresh = Trainer(build, batches, recipe, tmp_path / "run", initialize=calls.append)
     assert calls == [fresh.model]
     fresh.checkpoints.save(fresh.task_model, 1)  # as a trained step would

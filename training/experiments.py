@@ -146,6 +146,9 @@ class Experiment:
     # Images are scaled by this before they meet the evaluation input (a full-fidelity smoke
     # test: the datasets' images at the smoke test's small input; reproductions/trained.py).
     eval_scale: float = field(default=1.0, metadata={"keyed_when_set": True})
+    # Multi-scale (+ flip) inference of the paper's -ms rows (the preset's; image_outputs).
+    inference_scales: tuple[float, ...] = field(default=(1.0,), metadata={"keyed_when_set": True})
+    flip: bool = field(default=False, metadata={"keyed_when_set": True})
     # Full runs: validation PQ / mIoU every this many steps on the first VALIDATION_SCENES
     # validation images (0: at VALIDATION_POINTS, the proxy's).
     validate_every: int = field(default=0, metadata={"keyed_when_set": True})
@@ -468,7 +471,8 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
         from training.engine import is_chief
 
         record = directory / "init.json" if is_chief(strategy) else None
-        initialize = lambda network: transfer.initialize(network, spec, experiment.recipe.init_from, record)  # noqa: E731
+        def initialize(network):
+            transfer.initialize(network, spec, experiment.recipe.init_from, record)
     trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
                       strategy=strategy, precision=precision, initialize=initialize, tensorboard=tensorboard)
     steps = experiment.recipe.steps
@@ -641,14 +645,20 @@ def _scaled(size: tuple[int, int], ratio: float) -> tuple[int, int]:
 def _evaluate_at(spec, model, records, categories, experiment) -> dict:
     """The trained weights in a model built at the experiment's input size, evaluated on `records`
     with its post-processing and fit."""
-    eval_model = spec.build(tuple(experiment.input_size))
-    eval_model.set_weights(model.get_weights())
-    return evaluate_panoptic(eval_model, records, categories, experiment.input_size, fit=experiment.eval_fit,
-                             scale=experiment.eval_scale, **experiment.postprocess())
+    weights = model.get_weights()
+
+    def build(size):
+        built = spec.build(tuple(size))
+        built.set_weights(weights)
+        return built
+
+    return evaluate_panoptic(build(experiment.input_size), records, categories, experiment.input_size,
+                             fit=experiment.eval_fit, scale=experiment.eval_scale, scales=experiment.inference_scales,
+                             flip=experiment.flip, build=build, **experiment.postprocess())
 
 
 def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize", scale: float = 1.0,
-                      **postprocess) -> dict:
+                      scales: tuple[float, ...] = (1.0,), flip: bool = False, build=None, **postprocess) -> dict:
     """PQ, PQ_Th, PQ_St, mIoU, AP and each class' PQ ("PQ[<name>]"; None for a class with
     neither ground truth nor predictions), in percent, of a panoptic `model` built at `input_size` on
     the `records` of data/coco_panoptic.py, whose `categories` give the classes (sorted ids) and
@@ -664,19 +674,14 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     just fits input_size, then padded as above; the outputs are cropped to the resized image,
     resized back to the ground truth and post-processed there.
     `scale` (pad only) first resizes the image by that factor; outputs go back to the ground
-    truth as with longest-pad (a smoke test's small input on the datasets' images)."""
+    truth as with longest-pad (a smoke test's small input on the datasets' images).
+    `scales` and `flip`: multi-scale (+ flip) inference (image_outputs), with `build(size)` giving
+    the model at another scale's input size."""
     from data import coco_panoptic
-    from data.image_ops import resize_bilinear
     from evaluation.cityscapes_ap import CityscapesInstanceAP
     from evaluation.panoptic_quality import PanopticQuality, Segment
-    from evaluation.postprocess import (
-        PostProcessConfig,
-        instance_predictions,
-        panoptic_prediction,
-        upsample_heads,
-    )
+    from evaluation.postprocess import PostProcessConfig, instance_predictions, panoptic_prediction
     from evaluation.semantic import MeanIoU
-    from training.pipeline import normalize
 
     class_of = {cat: index for index, cat in enumerate(sorted(categories))}
     category_of = {index: cat for cat, index in class_of.items()}
@@ -688,26 +693,18 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     # Cityscapes AP's label ids: class index + 1 (0 is void); thing instances label * 1000 + k.
     instance_ap = CityscapesInstanceAP({class_of[c] + 1: str(info.get("name", c)) for c, info in categories.items()
                                         if info.get("isthing")}, void_labels=[0])
+    built = {tuple(input_size): model}
+
+    def models(size):
+        if size not in built:
+            if build is None:
+                raise ValueError("multi-scale evaluation needs `build` (a model at each scale's size)")
+            built[size] = build(size)
+        return built[size]
+
     for record in records:
         example = coco_panoptic.load_example(record)
-        h, w = example["ids"].shape
-        if fit == "pad" and scale == 1.0:
-            image = _pad(example["image"].astype(np.float32), input_size, record)
-            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
-            outputs = {k: v[:h, :w] for k, v in upsample_heads(heads, tuple(input_size)).items()}
-        elif fit in ("pad", "longest-pad"):
-            factor = scale if fit == "pad" else min(input_size[0] / h, input_size[1] / w)
-            size = (max(1, round(h * factor)), max(1, round(w * factor)))
-            image = _pad(resize_bilinear(example["image"], size).astype(np.float32), input_size, record)
-            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
-            fitted = {k: v[:size[0], :size[1]] for k, v in upsample_heads(heads, tuple(input_size)).items()}
-            outputs = upsample_heads(fitted, (h, w))
-        elif fit == "resize":
-            image = resize_bilinear(example["image"], input_size)
-            heads = {k: v[0] for k, v in model.predict_on_batch(normalize(image)[None]).items()}
-            outputs = upsample_heads(heads, (h, w))
-        else:
-            raise ValueError(f"unknown evaluation fit {fit!r}; expected resize, pad or longest-pad")
+        outputs = image_outputs(models, example["image"], input_size, fit, scale, scales, flip, record)
         panoptic = panoptic_prediction(outputs["semantic"], outputs["center"], outputs["offset"], config)
         pred_segments = {}
         for pid in np.unique(panoptic):
@@ -729,6 +726,62 @@ def evaluate_panoptic(model, records, categories, input_size, fit: str = "resize
     return {"PQ": _percent(pq["All"]["pq"]), "PQ_Th": _percent(pq["Things"]["pq"]),
             "PQ_St": _percent(pq["Stuff"]["pq"]), "mIoU": _percent(miou.result()["miou"]),
             "AP": _percent(instance_ap.result()["ap"]), **per_class}
+
+
+def _fitted_outputs(model, image, input_size, fit: str, scale: float, record) -> dict:
+    """One image's heads at the image's own size: the fit's preprocessing, the model, and back
+    (evaluate_panoptic's `fit` and `scale`)."""
+    from data.image_ops import resize_bilinear
+    from evaluation.postprocess import upsample_heads
+    from training.pipeline import normalize
+
+    h, w = image.shape[:2]
+    if fit == "pad" and scale == 1.0:
+        padded = _pad(image.astype(np.float32), input_size, record)
+        heads = {k: v[0] for k, v in model.predict_on_batch(normalize(padded)[None]).items()}
+        return {k: v[:h, :w] for k, v in upsample_heads(heads, tuple(input_size)).items()}
+    if fit in ("pad", "longest-pad"):
+        factor = scale if fit == "pad" else min(input_size[0] / h, input_size[1] / w)
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        padded = _pad(resize_bilinear(image, size).astype(np.float32), input_size, record)
+        heads = {k: v[0] for k, v in model.predict_on_batch(normalize(padded)[None]).items()}
+        fitted = {k: v[:size[0], :size[1]] for k, v in upsample_heads(heads, tuple(input_size)).items()}
+        return upsample_heads(fitted, (h, w))
+    if fit == "resize":
+        resized = resize_bilinear(image, input_size)
+        heads = {k: v[0] for k, v in model.predict_on_batch(normalize(resized)[None]).items()}
+        return upsample_heads(heads, (h, w))
+    raise ValueError(f"unknown evaluation fit {fit!r}; expected resize, pad or longest-pad")
+
+
+def image_outputs(models, image, input_size, fit: str, scale: float = 1.0, scales: tuple[float, ...] = (1.0,),
+                  flip: bool = False, record=None) -> dict:
+    """One image's heads at its own size, from the model at one scale, or averaged over
+    multi-scale (+ flip) inference as Panoptic-DeepLab's reference does it [18]: at each scale s
+    the input is (n - 1) s + 1 per side (the image scaled with it), each pass's semantic softmax,
+    centre heatmap and offsets are brought back to the image (offsets rescaled; a flipped pass
+    flipped back, its x offsets negated) and averaged; the semantic output is the log of the mean
+    probability, so that post-processing's softmax gives that mean.  models(size): the model
+    built at `size`."""
+    from evaluation.postprocess import softmax
+
+    if tuple(scales) == (1.0,) and not flip:
+        return _fitted_outputs(models(tuple(input_size)), image, input_size, fit, scale, record)
+    total, passes = {}, 0
+    for s in scales:
+        size = tuple(int((n - 1) * s + 1) for n in input_size)
+        for flipped in (False, True) if flip else (False,):
+            out = _fitted_outputs(models(size), image[:, ::-1] if flipped else image, size, fit,
+                                  scale * s if fit == "pad" else scale, record)
+            out = {"semantic": softmax(out["semantic"]), "center": out["center"], "offset": out["offset"]}
+            if flipped:
+                out = {k: v[:, ::-1] for k, v in out.items()}
+                out["offset"] = out["offset"] * np.array([1.0, -1.0], np.float32)
+            total = {k: total.get(k, 0) + v for k, v in out.items()}
+            passes += 1
+    mean = {k: v / passes for k, v in total.items()}
+    mean["semantic"] = np.log(np.maximum(mean["semantic"], 1e-12))
+    return mean
 
 
 def _cityscapes_instance_ids(ids: np.ndarray, segments: dict, class_of: dict) -> np.ndarray:
@@ -781,14 +834,22 @@ def classification_proxy(preset: str) -> Experiment:
     return Experiment(preset, CLASSIFICATION_PROXY_DATA, CLASSIFICATION_PROXY_RECIPE, (32, 32))
 
 
-def panoptic_full(preset: str, dataset: str, backbone_changes: tuple = ()) -> Experiment:
+def panoptic_full(preset: str, dataset: str, backbone_changes: tuple = (), multi_scale: bool = False) -> Experiment:
     """The paper's panoptic recipe on `dataset` (recipes/panoptic.csv, training/full_recipes.py)
     for the preset's own model (no proxy rule): training crop, batch, steps and augmentation,
-    and the dataset's evaluation input and post-processing."""
+    the dataset's evaluation input and post-processing, and the preset's inference (an -ms
+    row's scales and flip: the same training as its single-scale row, evaluated otherwise;
+    `multi_scale` asks for the dataset's, models/presets.py, for a row whose preset has none)."""
     from training import full_recipes
 
+    from models import presets
+
     evaluation = full_recipes.evaluation(dataset)
+    inference = presets.get(preset)
+    if multi_scale:
+        inference = dataclasses.replace(inference, inference_scales=presets.DATASETS[dataset].ms_scales, flip=True)
     return Experiment(preset, Data(dataset), full_recipes.recipe(dataset), evaluation["eval_size"], proxy_width=None,
+                      inference_scales=inference.inference_scales, flip=inference.flip,
                       stuff_area=evaluation["stuff_area"], nms_kernel=evaluation["nms_kernel"],
                       top_k=evaluation["top_k"], center_threshold=evaluation["center_threshold"],
                       label_divisor=evaluation["label_divisor"], eval_fit=evaluation["eval_fit"],
