@@ -91,9 +91,15 @@ def records(root: str | Path, dataset: str, split: str) -> tuple[list[Record], d
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DatasetError(f"{json_path}: annotation of image {ann.get('image_id')!r} is malformed "
                                f"({error!r})") from None
-        # Cityscapes keeps images in one folder per city ("frankfurt_000000_000294_leftImg8bit.png").
-        image_path = image_dir / image_name.split("_")[0] / image_name if dataset == "cityscapes" \
-            else image_dir / image_name
+        if dataset == "cityscapes":
+            # Images sit in one folder per city, named <image id>_leftImg8bit.png
+            # ("frankfurt_000000_000294_leftImg8bit.png").  csCreatePanopticImgs writes the JSON's
+            # file_name as "<image id>_gtFine_leftImg8bit.png", a file that does not exist, so
+            # the path is built from the image id, as deeplab2 and detectron2 build it.
+            image_name = f"{ann['image_id']}_leftImg8bit.png"
+            image_path = image_dir / image_name.split("_")[0] / image_name
+        else:
+            image_path = image_dir / image_name
         out.append(Record(image_path, png_dir / ann["file_name"], segments, str(ann["image_id"])))
     return out, categories
 

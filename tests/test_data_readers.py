@@ -43,6 +43,40 @@ def write_fixture(root, dataset="coco", split="val", images=2, scale=1):
     return root
 
 
+def write_cityscapes(root, split="val", images=2, scale=1):
+    """Cityscapes as distributed (gtFine/<split>/<city>/*_instanceIds.png, leftImg8bit/...),
+    turned into the panoptic layout by cityscapesScripts' own csCreatePanopticImgs: road (label
+    id 7), two cars (26 * 1000 + k), a crowd of people (24, no instance id), void (0)."""
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+    for i in range(images):
+        ids = np.full((12, 16), 7, np.uint16)  # 16-bit PNGs, as Cityscapes ships them
+        ids[2:6, 2:6] = 26000
+        ids[7:11, 9:14] = 26001
+        ids[8:12, 0:3] = 24
+        ids[0, :] = 0
+        ids = np.kron(ids, np.ones((scale, scale), np.uint16))
+        stem = f"city_{i:06d}_000019"
+        for folder, name, array in (("gtFine", f"{stem}_gtFine_instanceIds.png", ids),
+                                    ("leftImg8bit", f"{stem}_leftImg8bit.png",
+                                     np.full((*ids.shape, 3), 40 * i + 20, np.uint8))):
+            (root / folder / split / "city").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / folder / split / "city" / name)
+    convert2panoptic(str(root / "gtFine"), str(root / "gtFine"), setNames=[split])
+    return root
+
+
+def test_the_official_cityscapes_converter_output_reads_as_written(tmp_path, capsys):
+    root = write_cityscapes(tmp_path, "val", images=2, scale=2)
+    records, categories = coco_panoptic.records(root, "cityscapes", "val")
+    assert len(records) == 2 and len(categories) == 19 and categories[26]["isthing"] and not categories[7]["isthing"]
+    example = coco_panoptic.load_example(records[1])
+    assert (example["image"] == 60).all() and example["image"].shape == (24, 32, 3)
+    assert example["semantic"][5, 5] == 26 and example["semantic"][10, 30] == 7 and example["semantic"][0, 0] == 255
+    assert sorted(np.unique(example["instance"]).tolist()) == [0, 1, 2] and example["semantic"][20, 1] == 24
+    assert example["instance"][20, 1] == 0  # people without instance ids: a crowd region
+
+
 @pytest.mark.parametrize("dataset", ["coco", "cityscapes", "mapillary"])
 def test_reader_yields_images_classes_and_instances(tmp_path, dataset):
     root = write_fixture(tmp_path, dataset)

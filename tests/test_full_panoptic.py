@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reproductions import runner, trained
-from tests.test_data_readers import CATEGORIES, write_fixture
+from tests.test_data_readers import CATEGORIES, write_cityscapes, write_fixture
 from training import experiments, full_recipes
 
 DATASET_OF = {2: "coco", 4: "mapillary", 5: "cityscapes", 6: "cityscapes", 7: "cityscapes", 8: "cityscapes"}
@@ -137,12 +137,13 @@ def test_a_full_split_is_read_from_disk_one_example_at_a_time(tmp_path):
 
 @pytest.mark.heavy
 def test_run_all_full_smoke_test_end_to_end_on_a_cityscapes_fixture(tmp_path, monkeypatch, capsys):
-    """The acceptance command's path (issue #26) on Cityscapes' real layout: declared rows,
+    """The acceptance command's path (issue #26) on Cityscapes' real layout, as the official
+    converter writes it: declared rows,
     --data-dir, --rows, one seed, a shrunk training and evaluation, metrics printed."""
     import run_all
 
-    for split in ("train", "val"):
-        write_fixture(tmp_path / "data" / "cityscapes", "cityscapes", split, images=2, scale=16)
+    for split in ("train", "val"):  # written by cityscapesScripts' own csCreatePanopticImgs
+        write_cityscapes(tmp_path / "data" / "cityscapes", split, images=2, scale=16)
     monkeypatch.setattr(experiments, "CACHE_DIR", tmp_path / "runs" / "experiments")
     (tmp_path / "runs").mkdir()
     tables = {p: p.stat().st_mtime_ns for p in runner.TABLES_DIR.iterdir()}
