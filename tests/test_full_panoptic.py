@@ -311,3 +311,24 @@ def _on_the_proxy(experiment):
 
     return dataclasses.replace(experiment, data=experiments.Data("panoptic-proxy", train=2, val=1,
                                                                  render_size=(33, 33)))
+
+
+def test_parallel_input_workers_hand_over_the_same_batches_in_order(tmp_path):
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # what fit iterates
+
+    from training.engine import StepBatches
+    from training.pipeline import PanopticBatches
+
+    write_fixture(tmp_path, "cityscapes", "train", images=3, scale=4)
+    batches = PanopticBatches(tmp_path, "cityscapes", "train", 2, (33, 33), seed=1, class_of={1: 0, 7: 1},
+                              in_memory=False)
+    adapter = PyDatasetAdapter(StepBatches(batches, 3, 9, workers=3), shuffle=False)
+    try:
+        handed = list(adapter.get_numpy_iterator())
+    finally:
+        adapter.on_epoch_end()
+    assert len(handed) == 6
+    for step, (images, targets) in zip(range(3, 9), handed):
+        expected_images, expected_targets = batches.batch(step)
+        assert np.array_equal(images, expected_images)
+        assert all(np.array_equal(targets[k], expected_targets[k]) for k in expected_targets)

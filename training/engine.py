@@ -428,10 +428,15 @@ def batch_part(batches, step: int, slots: range | None = None):
 
 class StepBatches(keras.utils.PyDataset):
     """Steps start..stop-1 of a run as a Keras dataset: item i is batches.batch(start + i), or
-    its examples at `slots` (this process's share of it)."""
+    its examples at `slots` (this process's share of it).  `workers` > 1 builds the coming
+    batches in parallel (Keras' own ordered enqueuer, threads, or processes with
+    `use_multiprocessing`): each batch is a function of its step alone, so the order, the
+    numbers and exact resume stay those of one worker."""
 
-    def __init__(self, batches, start: int, stop: int, slots: range | None = None):
-        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=2)
+    def __init__(self, batches, start: int, stop: int, slots: range | None = None, workers: int = 1,
+                 use_multiprocessing: bool = False):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max(2, workers + 1))  # full-size batches are large
         self.batches, self.start, self.stop, self.slots = batches, start, stop, slots
 
     def __len__(self):
@@ -645,11 +650,14 @@ class Trainer:
 
     def __init__(self, build_model, batches, recipe: Recipe, workdir: str | Path,
                  strategy: str = "default", precision: str = "float32", tpu: str = "",
-                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None):
+                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None,
+                 input_workers: int = 1):
         """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
         weights into the backbone, training/transfer.py); a resumed run restores its checkpoint.
-        tensorboard: a folder for Keras' TensorBoard logs of every step's losses (the chief's)."""
+        tensorboard: a folder for Keras' TensorBoard logs of every step's losses (the chief's).
+        input_workers: threads building the coming batches (StepBatches; one process's)."""
         self.recipe = recipe
+        self.input_workers = input_workers
         self.tensorboard = tensorboard
         self.batches = batches
         self.build_model = build_model
@@ -742,7 +750,8 @@ class Trainer:
         one process; of several, its own share (TensorFlow's workers through their input
         pipelines, JAX's processes as the local part of the global array)."""
         if self.placement.process_count == 1:
-            return StepBatches(self.batches, start, stop)
+            return StepBatches(self.batches, start, stop, workers=self.input_workers)
         if self.placement.strategy is not None:
             return worker_dataset(self.batches, start, stop, self.recipe.batch_size, self.placement.strategy)
-        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size))
+        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size),
+                           workers=self.input_workers)
