@@ -314,7 +314,9 @@ def _on_the_proxy(experiment):
 
 
 def test_parallel_input_workers_hand_over_the_same_batches_in_order(tmp_path):
-    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter  # what fit iterates
+    from keras.src.trainers.data_adapters.py_dataset_adapter import (
+        PyDatasetAdapter,  # what fit iterates
+    )
 
     from training.engine import StepBatches
     from training.pipeline import PanopticBatches
