@@ -86,7 +86,17 @@ def merge_semantic_and_instances(semantic, instances, num_classes: int, config: 
     histogram = np.bincount((instances * num_classes + semantic)[is_thing],
                             minlength=n_instances * num_classes).reshape(n_instances, num_classes)
     instance_class = histogram.argmax(-1)
-    thing_ids = np.where(instances > 0, instance_class[instances] * config.label_divisor + instances, void)
+    # Instances are numbered within their class (1, 2, ... in centre rank order), so that a
+    # label divisor below top_k (COCO's 256 against 400 centres) never spills an instance into
+    # the next class's ids; a class's instances beyond label_divisor - 1 become void.
+    number = np.zeros(n_instances, np.int64)
+    counts: dict[int, int] = {}
+    for k in np.flatnonzero(histogram.sum(-1)):
+        if k:
+            counts[instance_class[k]] = counts.get(instance_class[k], 0) + 1
+            number[k] = counts[instance_class[k]]
+    fits = (instances > 0) & (number[instances] > 0) & (number[instances] < config.label_divisor)
+    thing_ids = np.where(fits, instance_class[instances] * config.label_divisor + number[instances], void)
 
     areas = np.bincount(semantic[~is_thing], minlength=num_classes)
     stuff_ids = np.where(areas[semantic] >= config.stuff_area, semantic * config.label_divisor, void)
@@ -142,7 +152,9 @@ def upsample_heads(outputs: dict, size: tuple[int, int]) -> dict:
         value = np.asarray(value, np.float32)
         height = value.shape[0]
         up = resize_bilinear(value, size, align_corners=True)
-        if name == "offset" and height > 1:
-            up = up * ((size[0] - 1) / (height - 1))
+        if name == "offset":  # (dy, dx), each scaled by its own axis' ratio
+            width = value.shape[1]
+            up = up * np.array([(size[0] - 1) / (height - 1) if height > 1 else 1.0,
+                                (size[1] - 1) / (width - 1) if width > 1 else 1.0], np.float32)
         out[name] = up
     return out

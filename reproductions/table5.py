@@ -11,8 +11,8 @@ Commands: python run_all.py --tables 5
 from reproductions.runner import Row, TableSpec, load_reported, other_method
 from training.experiments import panoptic_full
 
-VAL = ("reported only at count fidelity (the table has no count columns): measured at full "
-       "fidelity on Cityscapes val; the model's counts are in Tab. 6")
+VAL = ("reported only at count fidelity (the table has no count columns): measurable at full "
+       "fidelity on Cityscapes val (declared); the model's counts are in Tab. 6")
 FULL = {"val-axial-deeplab-l": "axial-deeplab-l-cityscapes", "val-axial-deeplab-xl": "axial-deeplab-xl-cityscapes"}
 FULL_MS = {f"{row}-ms": preset for row, preset in FULL.items()}
 TEST = "reported only: Cityscapes test labels are private (evaluation server), so no fidelity here can measure it"

@@ -240,11 +240,19 @@ def test_init_from_is_keyed_on_the_weights_and_checked_before_anything_runs(tmp_
     from training import identity
 
     experiment = experiments.panoptic_full("axial-deeplab-s-cityscapes", "cityscapes")
+
+    def key(path):
+        return identity.config_key(dataclasses.replace(experiment, recipe=dataclasses.replace(
+            experiment.recipe, init_from=str(path))))
+
     (tmp_path / "a.weights.h5").write_bytes(b"a")
-    (tmp_path / "b.weights.h5").write_bytes(b"b")
-    keys = {identity.config_key(dataclasses.replace(experiment, recipe=dataclasses.replace(
-        experiment.recipe, init_from=str(tmp_path / name)))) for name in ("a.weights.h5", "b.weights.h5")}
-    assert len(keys | {identity.config_key(experiment)}) == 3
+    first = key(tmp_path / "a.weights.h5")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.weights.h5").write_bytes(b"a")
+    assert key(tmp_path / "elsewhere" / "a.weights.h5") == first     # where the file lies: the same run
+    (tmp_path / "a.weights.h5").write_bytes(b"b")
+    assert key(tmp_path / "a.weights.h5") != first                   # what it holds: another run
+    assert identity.config_key(experiment) != first                  # and from the seed, another
     with pytest.raises(UsageError, match="file not found"):
         run_all.parse_arguments(["--tables", "6", "--fidelity", "full", "--data-dir", str(tmp_path),
                             "--init-from", str(tmp_path / "absent.h5")])
@@ -299,7 +307,11 @@ def test_a_full_run_trained_by_other_code_resumes_only_when_asked(tmp_path, monk
     record = json.loads((run / "identity.json").read_text())
     assert record["model"] == "today" and record["resumed_across"][0]["stored"] == {"model": "yesterday"}
     assert "resuming the run" in capsys.readouterr().err
-    experiments.claim_workdir(run, full)  # today's code wrote it now: no question
+    experiments.claim_workdir(run, full)  # today's code wrote it now: no question, and the record stays
+    assert json.loads((run / "identity.json").read_text())["resumed_across"] == record["resumed_across"]
+    (run / "identity.json").write_text(json.dumps({"model": "yesterday"}))
+    with pytest.raises(experiments.ExperimentError, match="trained by other code"):
+        experiments.refuse_changed(run, full, resume_changed=False)  # what the other processes ask
     proxy = _on_the_proxy(full)
     (run / "identity.json").write_text(json.dumps({"model": "yesterday"}))
     experiments.claim_workdir(run, proxy)                                              # a proxy run is retrained

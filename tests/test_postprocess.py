@@ -82,3 +82,18 @@ def test_instances_are_scored_by_center_and_class_probability():
     p1 = np.exp(2.0) / (np.exp(2.0) + 2)
     assert [(m.sum(), c) for m, c, _ in found] == [(36, 1), (36, 1)]
     assert [s for _, _, s in found] == pytest.approx([0.9 * p1, 0.8 * p1])
+
+
+def test_instances_are_numbered_within_their_class_so_a_small_divisor_never_spills():
+    """COCO's label divisor is 256 and top-k 400: 300 instances of one class stay that class."""
+    semantic = np.ones((20, 30), np.int64)          # class 1 (thing) everywhere ...
+    semantic[:, 15:] = 2                            # ... and class 2 (thing) on the right
+    instances = np.arange(1, 601).reshape(20, 30)   # 600 one-pixel instances, 300 per class
+    config = PostProcessConfig(thing_classes=(1, 2), label_divisor=256, stuff_area=0)
+    panoptic = merge_semantic_and_instances(semantic, instances, 3, config)
+    kept = panoptic[panoptic // 256 != config.void_class]
+    assert set((kept // 256).tolist()) == {1, 2}
+    assert ((panoptic // 256 == semantic) | (panoptic // 256 == config.void_class)).all()  # never spilled
+    for cls in (1, 2):
+        numbers = sorted((kept[kept // 256 == cls] % 256).tolist())
+        assert numbers == list(range(1, 256))       # 1..255 within the class; the rest void

@@ -654,7 +654,7 @@ class Trainer:
                  input_workers: int = 1):
         """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
         weights into the backbone, training/transfer.py); a resumed run restores its checkpoint.
-        tensorboard: a folder for Keras' TensorBoard logs of every step's losses (the chief's).
+        tensorboard: a folder for Keras' TensorBoard logs of the losses (the chief's).
         input_workers: threads building the coming batches (StepBatches; one process's)."""
         self.recipe = recipe
         self.input_workers = input_workers

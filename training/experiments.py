@@ -333,6 +333,8 @@ def run(experiment: Experiment, seed: int, data_dir=None, progress: bool = True,
             return cached
     if verify and chief:
         claim_workdir(directory, experiment, resume_changed)
+    elif verify and not experiment.data.is_proxy:
+        refuse_changed(directory, experiment, resume_changed)  # the other processes stop alike
     began = time.perf_counter()
     run_task = _run_classification if experiment.data.task == "classification" else _run_panoptic
     metrics, timing, model, validation = run_task(experiment, directory, data_dir, progress, strategy, precision,
@@ -395,27 +397,40 @@ def claim_workdir(directory: Path, experiment: Experiment, resume_changed: bool 
     from training import identity
 
     record = directory / "identity.json"
-    if directory.exists():
-        try:
-            stored = json.loads(record.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            stored = None
-        reason = stale_reason(stored, experiment) if stored is not None else (
-            "its identity.json is missing or damaged" if any(directory.iterdir()) else "")
-        if reason and experiment.data.is_proxy:
-            print(f"discarding the run in {directory}: {reason}", file=sys.stderr)
-            shutil.rmtree(directory)
-        elif reason and not resume_changed:
-            raise ExperimentError(f"the run in {directory} was trained by other code: {reason}; resume it with "
-                                  "today's code (--resume-changed) or train it again (--retrain)")
-        elif reason:
-            print(f"resuming the run in {directory} across a code change ({reason}), as --resume-changed asks",
-                  file=sys.stderr)
-            history = (stored or {}).get("resumed_across", []) + [{"reason": reason, "stored": stored}]
-            write_atomic(record, json.dumps({**identity.fingerprint(experiment), "resumed_across": history},
-                                            indent=1) + "\n")
-            return
-    write_atomic(record, json.dumps(identity.fingerprint(experiment), indent=1) + "\n")
+    stored, reason = _stored_identity(directory, experiment)
+    history = (stored or {}).get("resumed_across", [])  # kept by every later resume
+    if reason and experiment.data.is_proxy:
+        print(f"discarding the run in {directory}: {reason}", file=sys.stderr)
+        shutil.rmtree(directory)
+        history = []
+    elif reason:
+        refuse_changed(directory, experiment, resume_changed, reason)
+        print(f"resuming the run in {directory} across a code change ({reason}), as --resume-changed asks",
+              file=sys.stderr)
+        history = history + [{"reason": reason, "stored": stored}]
+    write_atomic(record, json.dumps({**identity.fingerprint(experiment),
+                                     **({"resumed_across": history} if history else {})}, indent=1) + "\n")
+
+
+def _stored_identity(directory: Path, experiment) -> tuple[dict | None, str]:
+    """(the run folder's identity.json, why it no longer stands for `experiment` or "")."""
+    if not directory.exists():
+        return None, ""
+    try:
+        stored = json.loads((directory / "identity.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, "its identity.json is missing or damaged" if any(directory.iterdir()) else ""
+    return stored, stale_reason(stored, experiment)
+
+
+def refuse_changed(directory: Path, experiment, resume_changed: bool, reason: str | None = None) -> None:
+    """A full run trained by other code: ExperimentError unless the user asked to resume it.
+    (Every process of a multi-process run asks, so that all stop alike.)"""
+    if reason is None:
+        reason = _stored_identity(directory, experiment)[1]
+    if reason and not resume_changed:
+        raise ExperimentError(f"the run in {directory} was trained by other code: {reason}; resume it with "
+                              "today's code (--resume-changed) or train it again (--retrain)")
 
 
 def learning_curve(log: Path, points: int = 25, keys: tuple[str, ...] = ("total",)) -> list[list[float]]:
@@ -602,8 +617,12 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
     full = not experiment.data.is_proxy
     tensorboard = directory / "tensorboard" if full else None
 
+    # Validation at one scale: an -ms row shares its training (and this curve) with its
+    # single-scale row.
+    single_scale = dataclasses.replace(experiment, inference_scales=(1.0,), flip=False)
+
     def validate(step, network):
-        metrics = _evaluate_at(spec, network, subset, categories, experiment)
+        metrics = _evaluate_at(spec, network, subset, categories, single_scale)
         validation.add(step, metrics)
         if full:
             print(f"{experiment.preset} step {step}: validation on {len(subset)} images: "

@@ -51,8 +51,9 @@ class Recipe:
     # Panoptic-DeepLab's random scale augmentation (panoptic only): the range of the factor.
     scale_range: tuple[float, float] = field(default=(0.5, 2.0), metadata={"keyed_when_set": True})
     # ImageNet weights the backbone starts from (training/transfer.py; --init-from), or "" for
-    # the seed's initialisation.  The run is keyed on the file's content (training/identity.py).
-    init_from: str = field(default="", metadata={"keyed_when_set": True})
+    # the seed's initialisation.  Out of the repr: the run is keyed on the file's content, not
+    # on where it lies (training/identity.py).
+    init_from: str = field(default="", repr=False)
 
     def __repr__(self) -> str:
         return repr_without_later_defaults(self)
