@@ -83,7 +83,10 @@ difference its seeds resolve with 80 % power at Holm's strictest level; the reso
 achieved is in the note.  Other claims (trends in Kendall's tau, mIoU parts, the scale gain,
 Tab. 1 and 9) show the resolution their runs achieved.
 
-One family.  Every claim decided from noisy measurements enters one Holm correction, once:
+One family.  Every claim decided from noisy measurements enters one Holm correction, once.
+The family is declared with the tests (`family()`: every claim with a noisy test, 18): a
+member that has no p-value yet (not run, not measurable) enters it with p = 1, so a verdict
+never changes because another table was filled in or emptied.  A claim is
 supported when its Holm-adjusted p < 0.05 and its effect is on the paper's side, contradicted
 when adjusted p < 0.05 on the other side, inconclusive otherwise -- every kind, equivalence
 included, supported and contradicted alike; noise is never a verdict.  A claim that is the same
@@ -780,8 +783,11 @@ def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
             independence[claim_id] = f"{test.claim} is not decided here: decided on its own"
     noisy = {k: r.p_value for k, r in results.items()
              if isinstance(r, Result) and r.p_value is not None and not r.not_measurable and not r.follows}
-    adjusted = holm(noisy)
-    verdicts = {k: _verdict(r, adjusted.get(k), len(noisy)) for k, r in results.items()
+    # The family is declared, not found: a member without a p-value (not run yet, not
+    # measurable) enters with p = 1, so that no verdict moves as other tables fill in.
+    adjusted = {k: v for k, v in holm({**{k: 1.0 for k in family()}, **noisy}).items() if k in noisy}
+    size = len(set(family()) | set(noisy))
+    verdicts = {k: _verdict(r, adjusted.get(k), size) for k, r in results.items()
                 if isinstance(r, Result) and not r.follows}
     lines = []
     for _, claim in claims.iterrows():
@@ -821,6 +827,13 @@ def _resolution(result: Result) -> tuple[str, str]:
     return (f"{result.declared_resolution:.3g}",
             "resolution declared by the design before the runs (tables/proxy_design.md, Holm's level)"
             + (f"; the runs' own: {achieved}" if achieved else ""))
+
+
+def family() -> list[str]:
+    """The Holm family, declared with the tests: every claim of reported/claims.csv with a noisy
+    test (not an exact count, not untestable, not another claim's trainings)."""
+    return [claim_id for claim_id in load_claims()["id"]
+            if claim_id in TESTS and not isinstance(TESTS[claim_id], (Fewer, Untestable, SameAs))]
 
 
 def _verdict(result: Result, adjusted_p: float | None, family: int) -> tuple[str, str]:

@@ -363,3 +363,17 @@ def test_the_resolution_column_is_the_designs_for_pq_on_designed_tables(monkeypa
     assert df.loc["miou", "resolution"] == f"{runs_own:.3g}" and "declared" not in df.loc["miou", "note"]
     without = decide_with(monkeypatch, tests, {**pq, **miou})
     assert without.loc["pq", "resolution"] == f"{runs_own:.3g}"
+
+
+def test_the_family_is_declared_so_a_verdict_does_not_move_when_another_claim_is_not_run(monkeypatch):
+    clear = {Cell(1, "a", "Top-1"): [80.0, 80.6, 79.7], Cell(1, "b", "Top-1"): [78.6, 78.9, 78.3]}
+    noise = {Cell(1, "c", "Top-1"): OVERLAPPING_A, Cell(1, "d", "Top-1"): OVERLAPPING_B}
+    tests = {"clear": Difference(Cell(1, "a", "Top-1"), Cell(1, "b", "Top-1")),
+             "other": Difference(Cell(1, "c", "Top-1"), Cell(1, "d", "Top-1"))}
+    both = decide_with(monkeypatch, tests, {**clear, **noise})
+    alone = decide_with(monkeypatch, tests, clear)          # "other" not run: it still counts, with p = 1
+    assert alone.loc["other", "verdict"] == "not run"
+    assert both.loc["clear", "verdict"] == alone.loc["clear", "verdict"]
+    assert "over 2 claims" in alone.loc["clear", "note"] and "over 2 claims" in both.loc["clear", "note"]
+    assert both.loc["clear", "note"].split("Holm-adjusted ")[1][:6] == alone.loc["clear", "note"].split(
+        "Holm-adjusted ")[1][:6]
