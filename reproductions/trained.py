@@ -117,7 +117,8 @@ def as_run(experiment, smoke_test: bool):
                                  small_instance_area=pixels.small_instance_area)
     pixels = experiments.proxy_pixel_settings(size)
     return dataclasses.replace(experiment, recipe=recipe, input_size=size, stuff_area=pixels.stuff_area,
-                               nms_kernel=pixels.nms_kernel, validate_every=1 if experiment.validate_every else 0,
+                               nms_kernel=pixels.nms_kernel,
+                               validate_every=SMOKE_STEPS if experiment.validate_every else 0,  # once, at its end
                                eval_scale=1 / SMOKE_SHRINK if experiment.eval_fit == "pad" else 1.0)
 
 
