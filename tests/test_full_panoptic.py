@@ -52,40 +52,49 @@ def test_the_smoke_test_shrinks_a_full_panoptic_run_and_nothing_else():
 
 
 class ConstantModel:
-    """Heads that call every pixel `category` (stuff), with constant offsets (dy, dx): where they
-    land on the ground truth shows how an evaluation fit maps outputs back."""
+    """Heads that call every image pixel class `index` (a stuff class) and, if `padding` is given,
+    every padding pixel (the mean pixel, 0 after normalisation) class `padding`, with constant
+    offsets (dy, dx): where they land on the ground truth shows how an evaluation fit maps
+    outputs back (a crop that kept padding would paint the image `padding`)."""
 
-    def __init__(self, classes: int, index: int, stride: int = 4, offset=(0.0, 0.0)):
+    def __init__(self, classes: int, index: int, stride: int = 4, offset=(0.0, 0.0), padding: int | None = None):
         self.classes, self.index, self.stride, self.offset, self.inputs = classes, index, stride, offset, []
+        self.padding = padding
 
     def predict_on_batch(self, images):
         self.inputs.append(images.shape[1:3])
         h, w = ((n - 1) // self.stride + 1 for n in images.shape[1:3])
         semantic = np.zeros((1, h, w, self.classes), np.float32)
         semantic[..., self.index] = 5.0
+        if self.padding is not None:  # the heads' pixel (i, j) sees input (stride i, stride j)
+            padded = np.abs(images[:, ::self.stride, ::self.stride, 0]) < 1e-6
+            semantic[padded] = 0.0
+            semantic[..., self.padding][padded] = 5.0
         return {"semantic": semantic, "center": np.zeros((1, h, w, 1), np.float32),
                 "offset": np.broadcast_to(np.asarray(self.offset, np.float32), (1, h, w, 2)).copy()}
 
 
-@pytest.mark.parametrize("dataset,fit,size,scale,fed", [
-    ("coco", "longest-pad", (65, 65), 1.0, (65, 65)),            # 192 x 256 resized to 48 x 65, padded
-    ("mapillary", "longest-pad", (137, 137), 1.0, (137, 137)),
-    ("cityscapes", "pad", (65, 129), 1 / 16, (65, 129)),         # 192 x 256 scaled to 12 x 16, padded
-    ("cityscapes", "pad", (193, 257), 1.0, (193, 257)),          # deeplab2's: padded as it is
+@pytest.mark.parametrize("dataset,fit,size,scale,fed,least", [
+    ("coco", "longest-pad", (65, 65), 1.0, (65, 65), 70),            # 192 x 256 resized to 48 x 65, padded
+    ("mapillary", "longest-pad", (137, 137), 1.0, (137, 137), 70),
+    ("cityscapes", "pad", (65, 129), 1 / 16, (65, 129), 55),         # 192 x 256 scaled to 12 x 16, padded
+    ("cityscapes", "pad", (193, 257), 1.0, (193, 257), 70),          # deeplab2's: padded as it is
 ])
-def test_evaluation_fits_return_outputs_on_the_ground_truth(tmp_path, dataset, fit, size, scale, fed):
+def test_evaluation_fits_return_outputs_on_the_ground_truth(tmp_path, dataset, fit, size, scale, fed, least):
     from data import coco_panoptic
 
     write_fixture(tmp_path, dataset, "val", images=1, scale=16)
     records, categories = coco_panoptic.records(tmp_path, dataset, "val")
-    road = sorted(categories).index(7)
-    model = ConstantModel(len(categories), road)
+    road, person = sorted(categories).index(7), sorted(categories).index(1)
+    model = ConstantModel(len(categories), road, padding=person)
     metrics = experiments.evaluate_panoptic(model, records, categories, size, fit=fit, scale=scale, stuff_area=1)
     assert model.inputs == [fed]
-    # Everything predicted road: road's segment matches (IoU of road with the non-void, non-crowd
-    # pixels it covers), the people are missed.  A misaligned fit would not reach the ground
-    # truth's shape, or would score road differently.
-    assert metrics["PQ[road]"] > 50 and metrics["PQ[person]"] == 0
+    # Road everywhere on the image would score road's IoU, its 128 pixels over the 176 that are
+    # not void (per 12 x 16 block): 72.7.  The stride-4 heads blend image and padding along the
+    # bottom and right edges, more so on the 12 x 16 image of the smoke test's scale; a fit that
+    # left the padding in the outputs paints more of the image "person" (63.7 with longest-pad's
+    # crop left out).
+    assert least <= metrics["PQ[road]"] <= 100 * 128 / 176 + 0.5 and metrics["PQ[person]"] == 0
     assert len(CATEGORIES) == len(categories)
 
 
