@@ -785,8 +785,9 @@ def decide(measurements: Measurements, seed: int = 0) -> pd.DataFrame:
              if isinstance(r, Result) and r.p_value is not None and not r.not_measurable and not r.follows}
     # The family is declared, not found: a member without a p-value (not run yet, not
     # measurable) enters with p = 1, so that no verdict moves as other tables fill in.
-    adjusted = {k: v for k, v in holm({**{k: 1.0 for k in family()}, **noisy}).items() if k in noisy}
-    size = len(set(family()) | set(noisy))
+    members = family()
+    adjusted = {k: v for k, v in holm({**{k: 1.0 for k in members}, **noisy}).items() if k in noisy}
+    size = len(set(members) | set(noisy))
     verdicts = {k: _verdict(r, adjusted.get(k), size) for k, r in results.items()
                 if isinstance(r, Result) and not r.follows}
     lines = []

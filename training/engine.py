@@ -650,14 +650,11 @@ class Trainer:
 
     def __init__(self, build_model, batches, recipe: Recipe, workdir: str | Path,
                  strategy: str = "default", precision: str = "float32", tpu: str = "",
-                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None,
-                 input_workers: int = 1):
+                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None):
         """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
         weights into the backbone, training/transfer.py); a resumed run restores its checkpoint.
-        tensorboard: a folder for Keras' TensorBoard logs of the losses (the chief's).
-        input_workers: threads building the coming batches (StepBatches; one process's)."""
+        tensorboard: a folder for Keras' TensorBoard logs of the losses (the chief's)."""
         self.recipe = recipe
-        self.input_workers = input_workers
         self.tensorboard = tensorboard
         self.batches = batches
         self.build_model = build_model
@@ -750,8 +747,7 @@ class Trainer:
         one process; of several, its own share (TensorFlow's workers through their input
         pipelines, JAX's processes as the local part of the global array)."""
         if self.placement.process_count == 1:
-            return StepBatches(self.batches, start, stop, workers=self.input_workers)
+            return StepBatches(self.batches, start, stop)
         if self.placement.strategy is not None:
             return worker_dataset(self.batches, start, stop, self.recipe.batch_size, self.placement.strategy)
-        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size),
-                           workers=self.input_workers)
+        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size))

@@ -77,11 +77,8 @@ def main(argv=None) -> int:
     except (experiments.ExperimentError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    import dataclasses
-
-    seeded = dataclasses.replace(experiment, recipe=dataclasses.replace(experiment.recipe, seed=args.seed))
-    weights = experiments.workdir(seeded, args.seed, args.data_dir) / "checkpoints" / \
-        f"ckpt-{experiment.recipe.steps}.weights.h5"
+    run_folder = experiments.workdir(trained._with_seed(experiment, args.seed), args.seed, args.data_dir)
+    weights = run_folder / "checkpoints" / f"ckpt-{experiment.recipe.steps}.weights.h5"
     print(f"{args.preset}: Top-1 {result['metrics']['Top-1']:.2f} after {result['steps']} steps")
     print(f"initialise a panoptic run from it: python run_all.py --fidelity full --init-from {weights} ...")
     return 0

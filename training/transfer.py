@@ -18,6 +18,7 @@ another family, width, depth or stem -- is an error: a backbone is never left ra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -64,7 +65,15 @@ class Account:
 
 
 def digest(path: str | Path) -> str:
-    """The file's content, hashed (a run initialised from other weights is another run)."""
+    """The file's content, hashed (a run initialised from other weights is another run).  A run's
+    key is computed several times per table (plan, run, result file): the hash of a file of
+    hundreds of MB is taken once per version of it (path, size, modification time)."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, modified: int) -> str:
     sha = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
