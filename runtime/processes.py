@@ -93,7 +93,9 @@ def exit_promptly_on_interrupt(grace: float = 1.0) -> None:
     from any thread) and, if the process still runs `grace` seconds later, says the one line
     and exits 130 itself.  Every file the suite writes is written whole or not at all
     (runtime/files.py, the checkpoints' renames), so exiting at any point keeps the last
-    checkpoint intact and the run resumable.  Main thread only; call it once."""
+    checkpoint intact and the run resumable.  A KeyboardInterrupt Python discards is not
+    printed either (the traceback of a gc callback told the user nothing).  Main thread only;
+    call it once."""
     import socket
 
     if threading.current_thread() is not threading.main_thread() or hasattr(exit_promptly_on_interrupt, "sockets"):
@@ -114,6 +116,18 @@ def exit_promptly_on_interrupt(grace: float = 1.0) -> None:
 
     threading.Thread(target=watch, daemon=True, name="interrupt-watch").start()
     exit_promptly_on_interrupt.sockets = (reader, writer)  # kept open for the process's life
+    sys.unraisablehook = _quiet_lost_interrupts(sys.unraisablehook)
+
+
+def _quiet_lost_interrupts(default):
+    """An unraisable-exception hook that drops a KeyboardInterrupt Python had to discard (in
+    JAX's garbage-collector callback, say) instead of printing its traceback: the watcher above
+    reports the interrupt in one line and exits 130.  Every other exception goes to `default`."""
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        default(unraisable)
+    return hook
 
 
 def exit_after_interrupt(code: int = 130) -> None:

@@ -218,6 +218,22 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch, send):
     assert terminated  # the workers that had started are stopped, not left to the caller
 
 
+def test_a_discarded_interrupt_prints_no_traceback_and_other_errors_still_do():
+    """Under JAX a Ctrl-C can land in a garbage-collector callback, where Python discards it and
+    prints "Exception ignored in ... Traceback": the watcher says the one line instead."""
+    import types
+
+    from runtime import processes
+
+    seen = []
+    hook = processes._quiet_lost_interrupts(seen.append)
+    hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+    assert seen == []
+    other = types.SimpleNamespace(exc_value=ValueError("a real one"))
+    hook(other)
+    assert seen == [other]
+
+
 def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):
     import run_all
 
