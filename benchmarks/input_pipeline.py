@@ -7,11 +7,13 @@ temporary folder -- Cityscapes 1024 x 2048 through cityscapesScripts' csCreatePa
 COCO 480 x 640 JPEGs (COCO's typical size) -- then builds training examples by each
 dataset's recipe (recipes/panoptic.csv: crop, scale range, targets) with batch 1:
 
-1. one worker: training/pipeline.py PanopticBatches reading each example from disk
-   (`in_memory=False`, the full path), as the trainer's input with one worker;
-2. `--workers` threads and 3. `--workers` processes: the same batches through the trainer's
-   Keras PyDataset (training/engine.py StepBatches), which builds the coming steps in parallel
-   and hands them over in order.
+1. one worker: training/pipeline.py PanopticBatches as the full path builds them (each
+   example read from disk, `in_memory=False`; only the crop's window resized,
+   `resize_window_only`), one after the other;
+2. `--workers` threads (what full runs use: training/experiments.py full_input_workers) and
+   3. `--workers` processes: the same batches through the trainer's Keras PyDataset
+   (training/engine.py StepBatches), which builds the coming steps in parallel and hands them
+   over in order.
 
 It prints examples per second, per core used, and each parallel way's speed-up over one worker,
 measured in this one run (machines here are noisy: compare the ratios, not the seconds).  Every
@@ -97,7 +99,7 @@ def measure(dataset: str, root: Path, examples: int, workers: int) -> dict:
     batches = PanopticBatches(root, dataset, "train", 1, recipe.crop_size, seed=0, scale_range=recipe.scale_range,
                               class_of={c: i for i, c in enumerate(sorted(categories))},
                               center_sigma=recipe.center_sigma, small_instance_area=recipe.small_instance_area,
-                              in_memory=False)
+                              in_memory=False, resize_window_only=True)
     first = batches.batch(0)
     rates = {}
     began = time.perf_counter()

@@ -144,6 +144,42 @@ def test_a_full_split_is_read_from_disk_one_example_at_a_time(tmp_path):
         assert np.array_equal(a, b) and all(np.array_equal(ta[k], tb[k]) for k in ta)
 
 
+def test_the_full_path_resizes_only_the_crop_window_and_builds_the_same_examples(tmp_path):
+    """resize_window_only (the full path's 2-4x faster augmentation) takes the same random
+    draws as the proxy's whole-image resize: the same segment ids, hence identical targets,
+    and the same pixels up to float32 rounding."""
+    from training.pipeline import PanopticBatches
+
+    write_fixture(tmp_path, "cityscapes", "train", images=3, scale=4)
+    kwargs = {"batch_size": 2, "crop_size": (49, 97), "seed": 3, "class_of": {1: 0, 7: 1}, "in_memory": False,
+              "center_sigma": 2.0}
+    window = PanopticBatches(tmp_path, "cityscapes", "train", resize_window_only=True, **kwargs)
+    whole = PanopticBatches(tmp_path, "cityscapes", "train", **kwargs)
+    for step in range(6):  # scales both sides of 1: some crops hang over the scaled image
+        (a, ta), (b, tb) = window.batch(step), whole.batch(step)
+        assert all(np.array_equal(ta[k], tb[k]) for k in ta), step
+        assert np.abs(a - b).max() < 1e-5, step
+
+
+def test_the_window_resizes_equal_resize_pad_and_crop():
+    from data.image_ops import resize_bilinear, resize_bilinear_window, resize_nearest, resize_nearest_window
+
+    rng = np.random.default_rng(0)
+    for shape in ((50, 70), (50, 70, 3)):
+        image = rng.uniform(0, 255, shape).astype(np.float32)
+        labels = rng.integers(0, 9, shape[:2])
+        for size, top, left in (((91, 40), 10, 3), ((30, 200), 0, 120), ((50, 70), 2, 5)):
+            padded = np.zeros((size[0] + 100, size[1] + 100, *shape[2:]), np.float32)
+            padded[:size[0], :size[1]] = resize_bilinear(image, size)
+            window = resize_bilinear_window(image, size, top, left, (64, 64))
+            assert window.shape == (64, 64, *shape[2:])
+            assert np.allclose(window, padded[top:top + 64, left:left + 64], rtol=0, atol=1e-3)
+            ids = np.full((size[0] + 100, size[1] + 100), -1)
+            ids[:size[0], :size[1]] = resize_nearest(labels, size)
+            assert np.array_equal(resize_nearest_window(labels, size, top, left, (64, 64), fill=-1),
+                                  ids[top:top + 64, left:left + 64])
+
+
 @pytest.mark.heavy
 def test_run_all_full_smoke_test_end_to_end_on_a_cityscapes_fixture(tmp_path, monkeypatch, capsys):
     """The acceptance command's path (issue #26) on Cityscapes' real layout, as the official

@@ -43,6 +43,49 @@ def test_semantic_labels_and_weights():
     assert t["center_weights"][16, 1] == 0.0 and t["center_weights"][10, 0] == 1.0
 
 
+def reference_targets(ids, segments, ignore_label=255, sigma=8.0, small_instance_area=64 * 64):
+    """The definition, one segment at a time over the whole image (what data/targets.py
+    computes in one pass, with each Gaussian cut where it rounds to 0 in float32)."""
+    height, width = ids.shape
+    semantic = np.full(ids.shape, ignore_label, np.int32)
+    weights, center = np.zeros(ids.shape, np.float32), np.zeros(ids.shape, np.float32)
+    offsets, on_thing = np.zeros((height, width, 2), np.float32), np.zeros(ids.shape, np.float32)
+    ys, xs = np.mgrid[:height, :width]
+    for segment_id, info in segments.items():
+        mask = ids == segment_id
+        if not mask.any() or info.iscrowd:
+            continue
+        semantic[mask] = info.category_id
+        weights[mask] = 3.0 if info.is_thing and mask.sum() < small_instance_area else 1.0
+        if info.is_thing:
+            cy, cx = np.round(ys[mask].mean()), np.round(xs[mask].mean())
+            gaussian = np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * sigma**2)).astype(np.float32)
+            np.maximum(center, gaussian, out=center)
+            offsets[mask] = np.stack([cy - ys[mask], cx - xs[mask]], -1)
+            on_thing[mask] = 1.0
+    return {"semantic": semantic, "semantic_weights": weights, "center": center,
+            "center_weights": (semantic != ignore_label).astype(np.float32), "offsets": offsets,
+            "offset_weights": on_thing}
+
+
+@pytest.mark.parametrize("sigma", [8.0, 1.5])
+def test_targets_equal_their_definition_bit_for_bit(sigma):
+    rng = np.random.default_rng(int(sigma))
+    for trial in range(20):
+        height, width = ((301, 297), (40, 63))[trial % 2]
+        ids = np.zeros((height, width), np.int64)
+        for k in range(1, 9):  # overlapping boxes: later ones cover earlier ones
+            top, left = rng.integers(0, height), rng.integers(0, width)
+            ids[top:top + rng.integers(1, height), left:left + rng.integers(1, width)] = 1000 + 7 * k
+        segments = {1000 + 7 * k: SegmentInfo(int(rng.integers(0, 4)), bool(rng.random() < 0.6), bool(rng.random() < 0.1))
+                    for k in range(1, 11) if rng.random() < 0.9}  # some listed ids are absent, some drawn unlisted
+        got = panoptic_targets(ids, segments, sigma=sigma, small_instance_area=900)
+        want = reference_targets(ids, segments, sigma=sigma, small_instance_area=900)
+        for key in want:
+            assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), (trial, key)
+    assert panoptic_targets(ids, {})["semantic"].max() == 255  # nothing listed: all void
+
+
 def test_bootstrapped_cross_entropy_keeps_the_hardest_pixels():
     labels = np.array([[0, 1, 1, 255]])
     logits = np.array([[[5.0, 0.0], [0.0, 1.0], [2.0, 0.0], [9.0, 0.0]]], "float32")

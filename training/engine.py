@@ -650,10 +650,15 @@ class Trainer:
 
     def __init__(self, build_model, batches, recipe: Recipe, workdir: str | Path,
                  strategy: str = "default", precision: str = "float32", tpu: str = "",
-                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None):
+                 jit_compile: bool | str = "auto", initialize=None, tensorboard: str | Path | None = None,
+                 input_workers: int = 1):
         """initialize(network): called once on a run that starts from step 0 (e.g. ImageNet
         weights into the backbone, training/transfer.py); a resumed run restores its checkpoint.
-        tensorboard: a folder for Keras' TensorBoard logs of the losses (the chief's)."""
+        tensorboard: a folder for Keras' TensorBoard logs of the losses (the chief's).
+        input_workers: threads building the coming batches while the model trains on this one
+        (StepBatches; the batches are the same whatever the number).  TensorFlow's multi-worker
+        strategies read theirs through tf.data, one generator per worker."""
+        self.input_workers = input_workers
         self.recipe = recipe
         self.tensorboard = tensorboard
         self.batches = batches
@@ -747,7 +752,8 @@ class Trainer:
         one process; of several, its own share (TensorFlow's workers through their input
         pipelines, JAX's processes as the local part of the global array)."""
         if self.placement.process_count == 1:
-            return StepBatches(self.batches, start, stop)
+            return StepBatches(self.batches, start, stop, workers=self.input_workers)
         if self.placement.strategy is not None:
             return worker_dataset(self.batches, start, stop, self.recipe.batch_size, self.placement.strategy)
-        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size))
+        return StepBatches(self.batches, start, stop, self.placement.slots(self.recipe.batch_size),
+                           workers=self.input_workers)

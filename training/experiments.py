@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -464,6 +465,14 @@ def _builder(experiment: Experiment, spec, size):
     return lambda: set_batch_norm_momentum(spec.build(size), PROXY_BN_MOMENTUM)
 
 
+def full_input_workers() -> int:
+    """Threads that build a full run's coming batches: this process's cores, at most 8.  A
+    full-size example takes about 0.3-0.5 s on one core (benchmarks/input_pipeline.py), and
+    each thread holds a batch in memory (Cityscapes: about 84 MB an example).  The proxy's
+    in-memory scenes take milliseconds: it builds them in the training thread."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None,
            validated=frozenset(), every: int = 0, tensorboard=None):
     """(trained network, training seconds): trains, or resumes, or (finished) loads the weights.
@@ -489,7 +498,8 @@ def _train(experiment, spec, batches, directory, progress, strategy, precision, 
         def initialize(network):
             transfer.initialize(network, spec, experiment.recipe.init_from, record)
     trainer = Trainer(_builder(experiment, spec, size), batches, experiment.recipe, directory,
-                      strategy=strategy, precision=precision, initialize=initialize, tensorboard=tensorboard)
+                      strategy=strategy, precision=precision, initialize=initialize, tensorboard=tensorboard,
+                      input_workers=1 if experiment.data.is_proxy else full_input_workers())
     steps = experiment.recipe.steps
     stops = [steps]
     if validate:
@@ -609,7 +619,7 @@ def _run_panoptic(experiment, directory, data_dir, progress, strategy, precision
     batches = PanopticBatches(root, dataset, "train", recipe.batch_size, recipe.crop_size, seed=recipe.seed,
                               class_of=class_of, center_sigma=recipe.center_sigma,
                               small_instance_area=recipe.small_instance_area, scale_range=recipe.scale_range,
-                              in_memory=experiment.data.is_proxy)
+                              in_memory=experiment.data.is_proxy, resize_window_only=not experiment.data.is_proxy)
     from training.engine import is_chief
 
     validation = ValidationLog(directory, write=is_chief(strategy))

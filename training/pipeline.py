@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from data import coco_panoptic
-from data.image_ops import resize_bilinear, resize_nearest
+from data.image_ops import resize_bilinear, resize_bilinear_window, resize_nearest_window
 from data.targets import panoptic_targets
 
 
@@ -48,10 +48,13 @@ class PanopticBatches:
     def __init__(self, root, dataset: str, split: str, batch_size: int, crop_size: tuple[int, int],
                  seed: int = 0, scale_range: tuple[float, float] = (0.5, 2.0), ignore_label: int = 255,
                  class_of: dict[int, int] | None = None, center_sigma: float = 8.0,
-                 small_instance_area: int = 64 * 64, in_memory: bool = True):
+                 small_instance_area: int = 64 * 64, in_memory: bool = True, resize_window_only: bool = False):
         """`class_of` maps category ids to the model's contiguous class indices (COCO's ids
         run to 200 for 133 classes); None keeps the category ids.  `center_sigma` and
-        `small_instance_area`: the targets' (data/targets.py), in pixels of the crop."""
+        `small_instance_area`: the targets' (data/targets.py), in pixels of the crop.
+        `resize_window_only` (the full path) interpolates only the crop's window of the scaled
+        image, several times faster at full size; the proxy resizes whole images, as its
+        committed runs did (the two agree to float32 rounding, not bit for bit)."""
         self.records, _ = coco_panoptic.records(root, dataset, split)
         if not self.records:
             raise ValueError(f"{dataset} {split}: no training examples")
@@ -62,6 +65,7 @@ class PanopticBatches:
         self.seed = seed
         self.scale_range = scale_range
         self.center_sigma, self.small_instance_area = center_sigma, small_instance_area
+        self.resize_window_only = resize_window_only
 
     def _load(self, index: int) -> tuple:
         """(image, segment-id map, segments with the model's class indices) of example `index`."""
@@ -76,15 +80,16 @@ class PanopticBatches:
         low, high = self.scale_range
         scale = rng.uniform(low, high)
         size = tuple(max(1, round(n * scale)) for n in image.shape[:2])
-        image = resize_bilinear(image, size)
-        ids = resize_nearest(ids, size)
         ch, cw = self.crop_size
-        pad_h, pad_w = max(ch - size[0], 0), max(cw - size[1], 0)
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
-        ids = np.pad(ids, ((0, pad_h), (0, pad_w)))  # id 0: void
-        top = int(rng.integers(0, image.shape[0] - ch + 1))
-        left = int(rng.integers(0, image.shape[1] - cw + 1))
-        image, ids = image[top:top + ch, left:left + cw], ids[top:top + ch, left:left + cw]
+        top = int(rng.integers(0, max(size[0], ch) - ch + 1))
+        left = int(rng.integers(0, max(size[1], cw) - cw + 1))
+        ids = resize_nearest_window(ids, size, top, left, self.crop_size)  # id 0 beyond the image: void
+        if self.resize_window_only:
+            image = resize_bilinear_window(image, size, top, left, self.crop_size)
+        else:
+            image = resize_bilinear(image, size)
+            image = np.pad(image, ((0, max(ch - size[0], 0)), (0, max(cw - size[1], 0)), (0, 0)))
+            image = image[top:top + ch, left:left + cw]
         if rng.random() < 0.5:
             image, ids = image[:, ::-1], ids[:, ::-1]
         return image, ids
