@@ -117,16 +117,27 @@ def _read_image(path: Path, mode: str) -> np.ndarray:
         raise DatasetError(f"cannot read {path} (corrupt or truncated: {error})") from None
 
 
-def load_example(record: Record, ignore_label: int = 255) -> dict[str, np.ndarray]:
+def load_image_and_ids(record: Record) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image, segment-id map) of an example, checked: every id is 0 (void) or in the JSON,
+    and the two files are the same size.  What training needs (data/targets.py builds the rest)."""
     image = _read_image(record.image_path, "RGB")
     rgb = _read_image(record.panoptic_path, "RGB").astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-    unknown = set(np.unique(ids).tolist()) - set(record.segments) - {0}
-    if unknown:
-        raise DatasetError(f"{record.panoptic_path}: segment ids {sorted(unknown)} are not in the JSON")
+    known = np.array(sorted(set(record.segments) | {0}), np.int64)
+    unlisted = known[np.minimum(np.searchsorted(known, ids), len(known) - 1)] != ids  # no sort of the pixels
+    if unlisted.any():
+        unknown = np.unique(ids[unlisted]).tolist()
+        raise DatasetError(f"{record.panoptic_path}: segment ids {unknown} are not in the JSON")
     if ids.shape != image.shape[:2]:
         raise DatasetError(f"{record.panoptic_path} is {ids.shape} but its image {record.image_path} is "
                            f"{image.shape[:2]}")
+    return image, ids
+
+
+def load_example(record: Record, ignore_label: int = 255) -> dict[str, np.ndarray]:
+    """The image and segment ids, and the evaluation's per-pixel semantic class, thing instance
+    (numbered from 1) and crowd mask."""
+    image, ids = load_image_and_ids(record)
     semantic = np.full(ids.shape, ignore_label, np.int32)
     instance = np.zeros(ids.shape, np.int32)
     crowd = np.zeros(ids.shape, bool)

@@ -44,8 +44,9 @@ def interpolation_matrix(n_in: int, n_out: int, align_corners: bool) -> np.ndarr
     rows = np.arange(n_out)
     np.add.at(matrix, (rows, low), 1 - fraction)
     np.add.at(matrix, (rows, high), fraction)
-    matrix.setflags(write=False)
-    return matrix.astype(np.float32)
+    matrix = matrix.astype(np.float32)
+    matrix.setflags(write=False)  # cached, and shared by the input threads
+    return matrix
 
 
 def resize_bilinear(image: np.ndarray, size: tuple[int, int], align_corners: bool = False) -> np.ndarray:

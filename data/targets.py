@@ -30,8 +30,10 @@ class SegmentInfo:
 def panoptic_targets(ids: np.ndarray, segments: dict[int, SegmentInfo], ignore_label: int = 255,
                      sigma: float = 8.0, small_instance_area: int = 64 * 64,
                      small_instance_weight: float = 3.0) -> dict[str, np.ndarray]:
-    # One pass over the pixels for every segment at once (a full-size Cityscapes crop has
-    # dozens): each pixel's segment is found by binary search among the listed ids (the last
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"center sigma must be a positive number of pixels, not {sigma}")
+    # A fixed number of vectorised passes over the pixels, however many segments (a full-size
+    # Cityscapes crop has dozens), and one window per thing: each pixel's segment is found by binary search among the listed ids (the last
     # index: ids not listed, void), and per-segment values are looked up through it.  Sums of
     # pixel coordinates are integers, exact in float64, so the centres of mass equal those of
     # a per-segment mean.

@@ -116,17 +116,24 @@ def exit_promptly_on_interrupt(grace: float = 1.0) -> None:
 
     threading.Thread(target=watch, daemon=True, name="interrupt-watch").start()
     exit_promptly_on_interrupt.sockets = (reader, writer)  # kept open for the process's life
-    sys.unraisablehook = _quiet_lost_interrupts(sys.unraisablehook)
+    sys.unraisablehook = _quiet_lost_interrupts(sys.unraisablehook, writer)
 
 
-def _quiet_lost_interrupts(default):
+def _quiet_lost_interrupts(default, watcher=None):
     """An unraisable-exception hook that drops a KeyboardInterrupt Python had to discard (in
-    JAX's garbage-collector callback, say) instead of printing its traceback: the watcher above
-    reports the interrupt in one line and exits 130.  Every other exception goes to `default`."""
+    JAX's garbage-collector callback, say) instead of printing its traceback, and tells the
+    `watcher` socket of exit_promptly_on_interrupt (which then reports it in one line and
+    exits 130), even if something else has since taken the signal wake-up descriptor.  Every
+    other exception goes to `default`."""
     def hook(unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default(unraisable)
             return
-        default(unraisable)
+        if watcher is not None:
+            try:
+                watcher.send(bytes([signal.SIGINT]))
+            except OSError:
+                pass  # its buffer is full: the watcher has been told already
     return hook
 
 

@@ -225,13 +225,17 @@ def test_a_discarded_interrupt_prints_no_traceback_and_other_errors_still_do():
 
     from runtime import processes
 
+    import socket
+
     seen = []
-    hook = processes._quiet_lost_interrupts(seen.append)
-    hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
-    assert seen == []
-    other = types.SimpleNamespace(exc_value=ValueError("a real one"))
-    hook(other)
-    assert seen == [other]
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        hook = processes._quiet_lost_interrupts(seen.append, writer)
+        hook(types.SimpleNamespace(exc_value=KeyboardInterrupt()))
+        assert seen == [] and reader.recv(8) == bytes([signal.SIGINT])  # the watcher hears of it
+        other = types.SimpleNamespace(exc_value=ValueError("a real one"))
+        hook(other)
+        assert seen == [other]
 
 
 def test_unwritable_outputs_are_one_line_errors(tmp_path, capsys, output_dir):

@@ -161,6 +161,17 @@ def test_the_full_path_resizes_only_the_crop_window_and_builds_the_same_examples
         assert np.abs(a - b).max() < 1e-5, step
 
 
+def test_input_threads_follow_the_machine_or_the_variable(monkeypatch):
+    monkeypatch.delenv(experiments.INPUT_WORKERS_VARIABLE, raising=False)
+    assert 1 <= experiments.full_input_workers() <= 8
+    monkeypatch.setenv(experiments.INPUT_WORKERS_VARIABLE, "3")
+    assert experiments.full_input_workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(experiments.INPUT_WORKERS_VARIABLE, bad)
+        with pytest.raises(experiments.ExperimentError, match="AXIAL_DEEPLAB_INPUT_WORKERS must be a whole number"):
+            experiments.full_input_workers()
+
+
 def test_the_window_resizes_equal_resize_pad_and_crop():
     from data.image_ops import resize_bilinear, resize_bilinear_window, resize_nearest, resize_nearest_window
 

@@ -84,6 +84,9 @@ def test_targets_equal_their_definition_bit_for_bit(sigma):
         for key in want:
             assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), (trial, key)
     assert panoptic_targets(ids, {})["semantic"].max() == 255  # nothing listed: all void
+    for sigma in (0.0, -8.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="center sigma must be a positive number"):
+            panoptic_targets(ids, segments, sigma=sigma)
 
 
 def test_bootstrapped_cross_entropy_keeps_the_hardest_pixels():

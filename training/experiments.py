@@ -465,12 +465,22 @@ def _builder(experiment: Experiment, spec, size):
     return lambda: set_batch_norm_momentum(spec.build(size), PROXY_BN_MOMENTUM)
 
 
+INPUT_WORKERS_VARIABLE = "AXIAL_DEEPLAB_INPUT_WORKERS"
+
+
 def full_input_workers() -> int:
-    """Threads that build a full run's coming batches: this process's cores, at most 8.  A
-    full-size example takes about 0.3-0.5 s on one core (benchmarks/input_pipeline.py), and
-    each thread holds a batch in memory (Cityscapes: about 84 MB an example).  The proxy's
-    in-memory scenes take milliseconds: it builds them in the training thread."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    """Threads that build a full run's coming batches: $AXIAL_DEEPLAB_INPUT_WORKERS, else this
+    process's cores, at most 8.  A full-size example takes about 0.4-0.5 s (Cityscapes) on one core here
+    (benchmarks/input_pipeline.py), and each thread holds a batch in memory (Cityscapes: about
+    84 MB an example).  The proxy's in-memory scenes take milliseconds: it builds them in the
+    training thread."""
+    chosen = os.environ.get(INPUT_WORKERS_VARIABLE, "")
+    if chosen:
+        if not chosen.isdigit() or int(chosen) < 1:
+            raise ExperimentError(f"${INPUT_WORKERS_VARIABLE} must be a whole number of threads >= 1, not {chosen!r}")
+        return int(chosen)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def _train(experiment, spec, batches, directory, progress, strategy, precision, validate=None,

@@ -70,10 +70,10 @@ class PanopticBatches:
     def _load(self, index: int) -> tuple:
         """(image, segment-id map, segments with the model's class indices) of example `index`."""
         record = self.records[index]
-        example = coco_panoptic.load_example(record, self.ignore_label)
+        image, ids = coco_panoptic.load_image_and_ids(record)
         segments = record.segments if self.class_of is None else {
             k: replace(v, category_id=self.class_of[v.category_id]) for k, v in record.segments.items()}
-        return example["image"], example["ids"], segments
+        return image, ids, segments
 
     def _augment(self, image: np.ndarray, ids: np.ndarray, rng: np.random.Generator):
         """Random scale (nearest for ids), pad with void, random crop, random flip."""
