@@ -109,7 +109,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from reproductions import runner
+from reproductions import runner, trained
 
 ALPHA = 0.05
 POWER = 0.80
@@ -119,7 +119,7 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not run")
 COLUMNS = ["claim", "statement", "tables", "fidelity", "experiment", "verdict", "effect", "interval",
            "resolution", "note"]
 CLAIMS_FILE = runner.REPORTED_DIR / "claims.csv"
-DESIGN_FILE = runner.TABLES_DIR / "proxy_design.json"   # written by reproductions/pilot.py
+DESIGN_FILE = trained.DESIGN_FILE
 
 
 class NotMeasured(Exception):

@@ -35,6 +35,22 @@ def test_order_as_in_the_paper_agrees_everywhere():
     assert trends["Top-1"]["kendall_tau"] == pytest.approx(1.0)
 
 
+def test_a_metric_the_design_declared_not_learnt_is_never_ordered_against_the_paper(tmp_path, monkeypatch):
+    design = tmp_path / "proxy_design.json"
+    monkeypatch.setattr(trained, "DESIGN_FILE", design)
+    means = {"resnet50": [74, 74, 74], "conv-stem-attention-sasa": [73, 73.5, 74]}  # ordered unlike the paper
+    design.write_text(json.dumps({"not_measurable": ["Top-1"], "tables": {"1": {}}}))
+    df, trends = table(means)
+    run = df[df["row"].isin(means)]
+    assert set(run["status"]) == {"not_measurable"} and trends == {}
+    assert all("not measurable: the pilot declared it not learnt" in note for note in run["note"])
+    design.write_text(json.dumps({"not_measurable": ["Top-1"], "tables": {"6": {}}}))  # another table's design
+    df, _ = table(means)
+    assert set(df[df["row"].isin(means)]["status"]) == {"trend_disagrees"}
+    full = trained.build_trained_table(SPEC, "full", fake_results(means))[0]
+    assert set(full[full["row"].isin(means)]["status"]) == {"off"}
+
+
 def test_a_swapped_pair_is_named_on_both_rows_with_its_noise():
     # The paper has resnet50 (76.9) below sasa (77.4); here resnet50 is above it.
     df, trends = table({"resnet50": [74, 74, 74], "conv-stem-attention-sasa": [73, 73.5, 74],
