@@ -399,13 +399,20 @@ def _trend(cells: pd.DataFrame) -> tuple[dict[str, list[str]], float | None]:
     return disagreements, tau
 
 
+PANOPTIC_PARTS = ("PQ_Th", "PQ_St")  # PQ over thing and over stuff classes (evaluation/panoptic_quality.py)
+
+
 def _cells(spec: TableSpec, by_row: dict) -> list[dict]:
-    """The paper's cells, then the measured-only ones: a metric at another test resolution
-    (the scale stress test, Figs. 4/10, which the paper draws without printing numbers)."""
+    """The paper's cells, then the measured-only ones: thing and stuff PQ where the paper
+    prints only PQ, and a metric at another test resolution (the scale stress test, Figs.
+    4/10, which the paper draws without printing numbers)."""
     reported = runner.load_reported(spec.table)
     cells = [dict(r) for _, r in reported.iterrows()]
     for row, experiment in by_row.items():
         units = {c["metric"]: c["unit"] for c in cells if c["row"] == row}
+        if "PQ" in experiment.metrics:  # every panoptic run keeps thing and stuff PQ, printed or not
+            cells += [{"row": row, "metric": metric, "unit": "%", "value": ""}
+                      for metric in PANOPTIC_PARTS if metric not in units]
         for ratio in experiment.test_ratios:
             cells += [{"row": row, "metric": f"{metric}@{ratio:g}", "unit": units.get(metric, "%"), "value": ""}
                       for metric in experiment.metrics if metric in units]
@@ -435,7 +442,8 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
     lines = []
     for cell in _cells(spec, by_row):
         experiment = by_row.get(cell["row"])
-        if experiment is None or cell["metric"].split("@")[0] not in experiment.metrics:
+        base = cell["metric"].split("@")[0]
+        if experiment is None or (base not in experiment.metrics and base not in PANOPTIC_PARTS):
             continue
         runs = results.get(cell["row"], [])
         values = [r["metrics"][cell["metric"]] for r in runs if r["metrics"].get(cell["metric"]) is not None]
@@ -453,7 +461,11 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
             mean, std = summarize(values)
             line.update(measured=f"{mean:.4f}", std=f"{std:.4f}", mean=mean, std_value=std,
                         note=f"{fidelity}: {experiment.describe()}; mean ± std over {len(values)} seeds")
-            if "@" in cell["metric"]:
+            if cell["metric"] in not_learnt:
+                line["status"] = "not_measurable"
+                line["note"] += ("; not measurable: the pilot declared it not learnt by the proxy, before the runs "
+                                 "(tables/proxy_design.md), so no order is compared with the paper's")
+            elif "@" in cell["metric"]:
                 line["status"] = "measured_only"
                 line["note"] += (f"; evaluated at {cell['metric'].split('@')[1]}x the training resolution "
                                  "(scale stress test, Figs. 4/10: the paper draws it, prints no number)")
@@ -463,10 +475,6 @@ def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[
             elif fidelity == "full":
                 line["delta"] = f"{mean - float(cell['value']):+.4f}"
                 line["status"] = "match" if runner.rounds_to(mean, cell["value"]) else "off"
-            elif cell["metric"] in not_learnt:
-                line["status"] = "not_measurable"
-                line["note"] += ("; not measurable: the pilot declared it not learnt by the proxy, before the runs "
-                                 "(tables/proxy_design.md), so no order is compared with the paper's")
             else:
                 line["status"] = TREND_PENDING
         lines.append(line)

@@ -51,6 +51,22 @@ def test_a_metric_the_design_declared_not_learnt_is_never_ordered_against_the_pa
     assert set(full[full["row"].isin(means)]["status"]) == {"off"}
 
 
+def test_a_panoptic_table_keeps_thing_and_stuff_pq_of_every_seed(tmp_path, monkeypatch):
+    from reproductions.table6 import SPEC as TABLE6
+
+    design = tmp_path / "proxy_design.json"
+    design.write_text(json.dumps({"not_measurable": ["PQ_Th", "AP"], "tables": {"6": {}}}))
+    monkeypatch.setattr(trained, "DESIGN_FILE", design)
+    metrics = [{"PQ": 30.0 + s, "PQ_Th": 0.1 * s, "PQ_St": 60.0 + s, "AP": 0.0, "mIoU": 36.0} for s in range(3)]
+    results = {"resnet50": [{"seed": s, "metrics": m} for s, m in enumerate(metrics)]}
+    df, _ = trained.build_trained_table(TABLE6, "proxy", results)
+    cells = df[df["row"] == "resnet50"].set_index("metric")
+    assert set(cells.index) == {"PQ", "PQ_Th", "PQ_St", "AP", "mIoU"}  # the paper prints PQ, AP, mIoU only
+    assert cells.at["PQ_St", "values"] == "60.0000;61.0000;62.0000" and cells.at["PQ_St", "reported"] == ""
+    assert cells.at["PQ_St", "status"] == "measured_only"
+    assert cells.at["PQ_Th", "status"] == cells.at["AP", "status"] == "not_measurable"
+
+
 def test_a_swapped_pair_is_named_on_both_rows_with_its_noise():
     # The paper has resnet50 (76.9) below sasa (77.4); here resnet50 is above it.
     df, trends = table({"resnet50": [74, 74, 74], "conv-stem-attention-sasa": [73, 73.5, 74],
