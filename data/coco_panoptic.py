@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.targets import SegmentInfo
+from data.targets import SegmentInfo, segment_index
 
 # dataset -> (panoptic JSON, panoptic PNG folder, image folder), relative to the root.
 LAYOUTS = {
@@ -124,7 +124,7 @@ def load_image_and_ids(record: Record) -> tuple[np.ndarray, np.ndarray]:
     rgb = _read_image(record.panoptic_path, "RGB").astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
     known = np.array(sorted(set(record.segments) | {0}), np.int64)
-    unlisted = known[np.minimum(np.searchsorted(known, ids), len(known) - 1)] != ids  # no sort of the pixels
+    unlisted = segment_index(ids, known) == len(known)
     if unlisted.any():
         unknown = np.unique(ids[unlisted]).tolist()
         raise DatasetError(f"{record.panoptic_path}: segment ids {unknown} are not in the JSON")

@@ -95,17 +95,18 @@ def resize_nearest_window(array: np.ndarray, size: tuple[int, int], top: int, le
     its edges: exactly the whole resize padded and cropped (nearest neighbour only gathers)."""
     height, width = array.shape[:2]
     out = np.full((*crop, *array.shape[2:]), fill, array.dtype)
-    rows = np.arange(top, min(top + crop[0], size[0]))
-    cols = np.arange(left, min(left + crop[1], size[1]))
-    rows = np.minimum(((rows + 0.5) * height / size[0]).astype(int), height - 1)
-    cols = np.minimum(((cols + 0.5) * width / size[1]).astype(int), width - 1)
+    rows = _nearest_sources(height, size[0], np.arange(top, min(top + crop[0], size[0])))
+    cols = _nearest_sources(width, size[1], np.arange(left, min(left + crop[1], size[1])))
     out[:len(rows), :len(cols)] = array[rows][:, cols]
     return out
+
+
+def _nearest_sources(n_in: int, n_out: int, outputs: np.ndarray) -> np.ndarray:
+    """The input index each output index samples: floor((o + 0.5) * n_in / n_out)."""
+    return np.minimum(((outputs + 0.5) * n_in / n_out).astype(int), n_in - 1)
 
 
 def resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of the first two axes (labels, segment ids): same dtype."""
     height, width = array.shape[:2]
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(int), height - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(int), width - 1)
-    return array[rows][:, cols]
+    return array[_nearest_sources(height, size[0], np.arange(size[0]))][:, _nearest_sources(width, size[1], np.arange(size[1]))]

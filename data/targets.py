@@ -27,22 +27,27 @@ class SegmentInfo:
     iscrowd: bool = False
 
 
+def segment_index(ids: np.ndarray, listed: np.ndarray) -> np.ndarray:
+    """Each pixel's index in the sorted array `listed` of segment ids, or len(listed) where
+    its id is not listed: a binary search per pixel, no sort of the pixels."""
+    if not len(listed):
+        return np.zeros(ids.shape, int)
+    position = np.minimum(np.searchsorted(listed, ids), len(listed) - 1)
+    return np.where(listed[position] == ids, position, len(listed))
+
+
 def panoptic_targets(ids: np.ndarray, segments: dict[int, SegmentInfo], ignore_label: int = 255,
                      sigma: float = 8.0, small_instance_area: int = 64 * 64,
                      small_instance_weight: float = 3.0) -> dict[str, np.ndarray]:
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"center sigma must be a positive number of pixels, not {sigma}")
     # A fixed number of vectorised passes over the pixels, however many segments (a full-size
-    # Cityscapes crop has dozens), and one window per thing: each pixel's segment is found by binary search among the listed ids (the last
-    # index: ids not listed, void), and per-segment values are looked up through it.  Sums of
-    # pixel coordinates are integers, exact in float64, so the centres of mass equal those of
-    # a per-segment mean.
+    # Cityscapes crop has dozens), and one window per thing: per-segment values are looked up
+    # through each pixel's index among the listed ids.  Sums of pixel coordinates are
+    # integers, exact in float64, so the centres of mass equal those of a per-segment mean.
     height, width = ids.shape
     listed = np.array(sorted(segments), np.int64)
-    inverse = np.full(ids.shape, len(listed))
-    if len(listed):
-        position = np.minimum(np.searchsorted(listed, ids), len(listed) - 1)
-        inverse = np.where(listed[position] == ids, position, len(listed))
+    inverse = segment_index(ids, listed)
     area = np.bincount(inverse.ravel(), minlength=len(listed) + 1)
     category = np.full(len(listed) + 1, ignore_label, np.int32)
     weight = np.zeros(len(listed) + 1, np.float32)

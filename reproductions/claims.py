@@ -101,7 +101,6 @@ span 65 is Tab. 2's L) each enter once.  Claims whose measurements are not in ta
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -119,7 +118,6 @@ VERDICTS = ("supported", "contradicted", "inconclusive", "not run")
 COLUMNS = ["claim", "statement", "tables", "fidelity", "experiment", "verdict", "effect", "interval",
            "resolution", "note"]
 CLAIMS_FILE = runner.REPORTED_DIR / "claims.csv"
-DESIGN_FILE = trained.DESIGN_FILE
 
 
 class NotMeasured(Exception):
@@ -248,11 +246,7 @@ class Measurements:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
             for _, r in df[df["measured"] != ""].iterrows():
                 counts[str(r["table"]), r["row"], r["metric"]] = float(r["measured"])
-        try:
-            design = json.loads(DESIGN_FILE.read_text())
-        except FileNotFoundError:
-            design = None
-        return cls(seeds, counts, costs, fidelity, runs, seed_ids, design)
+        return cls(seeds, counts, costs, fidelity, runs, seed_ids, trained.read_design())
 
 
 # --- results -------------------------------------------------------------------------------

@@ -425,11 +425,16 @@ DESIGN_FILE = runner.TABLES_DIR / "proxy_design.json"   # written by reproductio
 def declared_not_learnt(table: int) -> frozenset[str]:
     """The metrics the panoptic proxy's design declared not learnt (thing PQ, AP), before the
     runs, if it covers `table`: their proxy cells are described, never ordered against the paper."""
-    try:
-        design = json.loads(DESIGN_FILE.read_text())
-    except FileNotFoundError:
-        return frozenset()
+    design = read_design() or {}
     return frozenset(design.get("not_measurable", ())) if str(table) in design.get("tables", {}) else frozenset()
+
+
+def read_design() -> dict | None:
+    """The committed design (tables/proxy_design.json), or None before any pilot ran."""
+    try:
+        return json.loads(DESIGN_FILE.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def build_trained_table(spec: TableSpec, fidelity: str, results: dict[str, list[dict]],
