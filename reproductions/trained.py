@@ -17,6 +17,11 @@ seed ran on.  Training repeats exactly on one machine, not across CPUs or backen
 floating-point paths differ), so when a table is re-run elsewhere with the same configuration
 the new means are compared with the stored ones within seed noise and the comparison is
 recorded in the provenance, rather than either run passing for the other.
+
+A table is written when all its runs are done, which on 2 CPU cores can be hours away.  Until
+then each seed's result, as it finishes, goes to tables/table<N>.<fidelity>.pending.json in the
+provenance's per-seed form, so it can be committed and read back on a new machine (issue #25:
+"commit per-seed results as they finish"); writing the table takes its seeds out of that file.
 """
 
 from __future__ import annotations
@@ -205,6 +210,12 @@ def committed_results(spec: TableSpec, fidelity: str) -> dict[tuple[str, int, st
     stem = output_stem(spec, fidelity)
     found: dict[tuple[str, int, str], dict] = {}
     for folder in dict.fromkeys([runner.ROOT / "tables", runner.TABLES_DIR]):
+        for row, runs in (runner.load_provenance(folder / f"{stem}.pending.json") or {}).items():
+            for run in runs if isinstance(runs, list) else []:
+                if isinstance(run, dict) and run.get("run") and run.get("identity"):
+                    result = {**run, "committed": True}
+                    if experiments.valid_result(result):
+                        found[row, result["seed"], run["run"]] = result
         record = runner.load_provenance(folder / f"{stem}.provenance.json") or {}
         curves = record.get("curves") or {}
         for row, runs in (record.get("seed_runs") or {}).items():
@@ -299,6 +310,52 @@ def announce(spec: TableSpec, fidelity: str, steps: list[dict], smoke_test: bool
     print(line, file=sys.stderr, flush=True)
 
 
+def seed_run(result: dict) -> dict:
+    """One seed's entry in a provenance's `seed_runs`: where and how long it trained, its metrics
+    and the fingerprint that lets a later run read it instead of training it again."""
+    from runtime import machine
+
+    return {"seed": result["seed"], "run": result.get("run"), "seconds": result.get("seconds"),
+            "train_seconds": result.get("train_seconds"), "machine": machine.summary(result.get("machine")),
+            "metrics": result.get("metrics"), "identity": result.get("identity")}
+
+
+def pending_path(spec: TableSpec, fidelity: str):
+    return runner.TABLES_DIR / f"{output_stem(spec, fidelity)}.pending.json"
+
+
+def keep_pending(spec: TableSpec, fidelity: str, row: str, result: dict) -> None:
+    """Add one finished seed to the table's pending file (replacing an older entry of the same
+    seed and run), with its curves, so that committing the file keeps it."""
+    from runtime.files import write_atomic
+
+    path = pending_path(spec, fidelity)
+    pending = runner.load_provenance(path) or {}
+    entry = {**seed_run(result), "curve": result.get("curve") or [],
+             "loss_components": result.get("loss_components") or [],
+             "validation": result.get("validation") or [], "model": result.get("model")}
+    others = [r for r in pending.get(row, []) if (r.get("seed"), r.get("run")) != (entry["seed"], entry["run"])]
+    pending[row] = sorted(others + [entry], key=lambda r: r["seed"])
+    write_atomic(path, json.dumps(pending, indent=1) + "\n")
+
+
+def drop_pending(spec: TableSpec, fidelity: str, seed_runs: dict[str, list[dict]]) -> None:
+    """Take the seeds a written table now holds out of its pending file; remove it when empty."""
+    from runtime.files import write_atomic
+
+    path = pending_path(spec, fidelity)
+    pending = runner.load_provenance(path)
+    if pending is None:
+        return
+    written = {(row, r["seed"], r["run"]) for row, runs in seed_runs.items() for r in runs}
+    left = {row: kept for row, runs in pending.items()
+            if (kept := [r for r in runs if (row, r.get("seed"), r.get("run")) not in written])}
+    if not left:
+        path.unlink()
+    elif left != pending:
+        write_atomic(path, json.dumps(left, indent=1) + "\n")
+
+
 def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data_dir=None,
                     progress: bool = True, strategy: str = "default", precision: str = "auto",
                     smoke_test: bool = False, proxy_scale: str = "small", rows=None,
@@ -313,9 +370,14 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
     from training import experiments
     from training.recipe import TrainingError
 
+    from training.engine import is_chief
+
     pairs = experiments_of(spec, fidelity, proxy_scale, rows)
     check_inputs(fidelity, pairs, seeds, data_dir, smoke_test)
     results: dict[str, list[dict]] = {}
+    # Seeds that tables/ does not hold yet are kept as they finish (a smoke test keeps nothing).
+    keep = not smoke_test and is_chief(strategy)
+    held = set(committed_results(spec, fidelity)) if keep else set()
     with (temporary_cache() if smoke_test else contextlib.nullcontext()):
         try:
             steps = plan(spec, fidelity, pairs, seeds, data_dir, smoke_test, retrain)
@@ -346,6 +408,8 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                 # spans 5, 9, 17 at the small scale), and a table's time counts it once.
                 result = {**result, "run": experiments.workdir(_with_seed(experiment, seed), seed, data_dir).parent.name}
                 results.setdefault(row, []).append(result)
+                if keep and (step["source"] == "train" or (row, seed, result["run"]) not in held):
+                    keep_pending(spec, fidelity, row, result)
                 bar.update()
                 if lines and step["source"] == "train":
                     print(f"table {spec.table} {fidelity}: run {done}/{total} done ({row}, seed {seed}, "
@@ -616,11 +680,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         # Where and how long each seed trained (cached seeds keep the machine they ran on).
         # Each seed's metrics and fingerprint make it a committed result that a later run of the
         # same configuration reads instead of training (training/identity.py).
-        seed_runs={row: [{"seed": r["seed"], "run": r.get("run"), "seconds": r.get("seconds"),
-                          "train_seconds": r.get("train_seconds"), "machine": machine.summary(r.get("machine")),
-                          "metrics": r.get("metrics"), "identity": r.get("identity")}
-                         for r in row_runs]
-                   for row, row_runs in results.items()},
+        seed_runs={row: [seed_run(r) for r in row_runs] for row, row_runs in results.items()},
         # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
         model_counts={row: row_runs[0]["model"] for row, row_runs in results.items() if row_runs[0].get("model")},
         training_seconds=round(sum(r.get("seconds") or 0 for r in distinct_runs(runs)), 1))
@@ -646,6 +706,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         and all(previous.get(k) == json.loads(json.dumps(record.get(k))) for k in SUBSTANTIVE)
     if not unchanged:  # re-reading the same results leaves the files, dates included, as they are
         write_set({**files, provenance_path: json.dumps(record, indent=1) + "\n"})
+    drop_pending(spec, fidelity, record["seed_runs"])
     return df
 
 

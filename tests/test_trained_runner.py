@@ -122,6 +122,48 @@ def test_rows_that_train_the_same_model_count_as_one_run(monkeypatch):
     assert len(trained.distinct_runs([{"seed": 0}, {"seed": 0}])) == 2  # records without an id stay apart
 
 
+def test_each_finished_seed_is_kept_in_tables_until_the_table_is_written(output_dir, monkeypatch):
+    # Issue #25: a table is hours of training here, so each seed is written to tables/ as it
+    # finishes (to commit), read back instead of trained after an interruption or on a new
+    # machine, and taken out of the pending file once the written table holds it.
+    import dataclasses
+
+    from training import experiments
+    from training.recipe import TrainingError
+
+    # Rows of their own (2 steps): no run id of the committed Tab. 1 can stand for them.
+    spec = dataclasses.replace(SPEC, proxy=tuple(
+        (row, dataclasses.replace(e, recipe=dataclasses.replace(e.recipe, steps=2))) for row, e in SPEC.proxy[:2]))
+    rows = [row for row, _ in spec.proxy]
+    monkeypatch.setattr(experiments, "CACHE_DIR", output_dir / "no-cache")
+    monkeypatch.setattr(experiments, "stale_reason", lambda *_: "")
+    monkeypatch.setattr(trained, "preflight", lambda *_, **__: None)
+    trained_now = []
+
+    def run(experiment, seed, **_):
+        if len(trained_now) == 4:
+            raise TrainingError("interrupted")
+        trained_now.append(seed)
+        return {"seed": seed, "metrics": {"Top-1": 70.0 + seed}, "identity": {"model": "fixed"},
+                "seconds": 5.0, "machine": "Some CPU, 2 cores, tensorflow on cpu", "curve": [[1, 2.0]]}
+
+    monkeypatch.setattr(experiments, "run", run)
+    with pytest.raises(runner.ReproductionError, match="interrupted"):
+        trained.run_experiments(spec, "proxy", (0, 1, 2), progress=False)
+    pending_file = output_dir / "tables" / "table1.proxy.pending.json"
+    pending = json.loads(pending_file.read_text())
+    assert {row: [r["seed"] for r in runs] for row, runs in pending.items()} == {rows[0]: [0, 1, 2], rows[1]: [0]}
+    assert pending[rows[0]][2]["metrics"] == {"Top-1": 72.0} and pending[rows[0]][2]["curve"] == [[1, 2.0]]
+    # A new machine: no cache; the four kept seeds are read, the other two trained.
+    trained_now.clear()
+    trained.run_trained_table(spec, "proxy", (0, 1, 2), progress=False)
+    assert trained_now == [1, 2]
+    written = json.loads((output_dir / "tables" / "table1.proxy.provenance.json").read_text())
+    assert [r["seed"] for r in written["seed_runs"][rows[1]]] == [0, 1, 2]
+    assert written["values"][rows[0]]["Top-1"] == pytest.approx([70.0, 71.0, 72.0])
+    assert not pending_file.exists()
+
+
 def test_too_few_seeds_is_an_error():
     with pytest.raises(runner.ReproductionError, match="at least 3 seeds"):
         trained.run_experiments(SPEC, "proxy", (0, 1))
