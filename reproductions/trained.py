@@ -340,16 +340,17 @@ def keep_pending(spec: TableSpec, fidelity: str, row: str, result: dict) -> None
 
 
 def drop_pending(spec: TableSpec, fidelity: str, seed_runs: dict[str, list[dict]]) -> None:
-    """Take the seeds a written table now holds out of its pending file; remove it when empty."""
+    """Take the seeds a written table now holds out of its pending file (an entry of another run
+    id, an older configuration's, is superseded too); remove the file when empty."""
     from runtime.files import write_atomic
 
     path = pending_path(spec, fidelity)
     pending = runner.load_provenance(path)
     if pending is None:
         return
-    written = {(row, r["seed"], r["run"]) for row, runs in seed_runs.items() for r in runs}
+    written = {(row, r["seed"]) for row, runs in seed_runs.items() for r in runs}
     left = {row: kept for row, runs in pending.items()
-            if (kept := [r for r in runs if (row, r.get("seed"), r.get("run")) not in written])}
+            if (kept := [r for r in runs if (row, r.get("seed")) not in written])}
     if not left:
         path.unlink()
     elif left != pending:
