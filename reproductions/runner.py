@@ -45,6 +45,8 @@ GOLDEN_FILE = ROOT / "reproductions" / "golden_counts.json"
 FINDINGS_FILE = ROOT / "reproductions" / "findings.csv"
 
 FIDELITIES = ("count", "proxy", "full")
+# One reproduction module per paper table (run_all.py keeps its own copy, to start without pandas).
+TABLE_MODULES = {n: f"reproductions.table{n}" for n in range(1, 10)}
 COUNT_METRICS = {"Params", "M-Adds"}
 UNIT_SCALE = {"M": 1e6, "B": 1e9, "T": 1e12}
 # Relative tolerance of M-Adds cells against the paper (issue acceptance: 2 %).

@@ -236,32 +236,74 @@ def committed_results(spec: TableSpec, fidelity: str) -> dict[tuple[str, int, st
     return found
 
 
+def shared_results(spec: TableSpec, fidelity: str, runs: set[str], data_dir=None) -> dict[tuple[str, int, str], dict]:
+    """Seeds of the trainings `runs` that other tables' stored provenance holds, with an evaluation
+    that covers this table's: {(run id, seed, evaluation key): result}.  Rows of different tables
+    that train the same model by the same recipe share one run (training.experiments.workdir), so
+    on a new machine, whose cache is empty, a table reads them from the table that ran them
+    instead of training them again (Tab. 4's proxy is Tab. 2's trainings; Tab. 2's S is Tab. 6's).
+    A record counts only when its run id is the one its own table's declared row trains for that
+    seed today, and its evaluation is known: its row's.  A run also evaluated at other test
+    resolutions (the scale stress test's PQ@ratio cells) covers the evaluation without them: the
+    other metrics are the same computation (training.experiments._run_panoptic)."""
+    import dataclasses
+    import importlib
+
+    from reproductions import proxies
+    from training import experiments
+
+    scales = tuple(proxies.SCALES) if fidelity == "proxy" else ("small",)
+    found: dict[tuple[str, int, str], dict] = {}
+    for module in runner.TABLE_MODULES.values():
+        other = importlib.import_module(module).SPEC
+        if other.table == spec.table:
+            continue
+        records = {key: r for key, r in committed_results(other, fidelity).items() if key[2] in runs}
+        for (row, seed, run), result in records.items():
+            for scale in scales:
+                experiment = dict(declared(other, fidelity, scale)).get(row)
+                if experiment is None or metrics_file(experiment, seed, data_dir).parent.parent.name != run:
+                    continue
+                experiment = as_run(experiment, False)
+                found[run, seed, experiments.evaluation_key(experiment, None)] = {**result, "shared_from": other.table}
+                if experiment.test_ratios:
+                    plain = dataclasses.replace(experiment, test_ratios=())
+                    metrics = {k: v for k, v in result["metrics"].items() if "@" not in k}
+                    found.setdefault((run, seed, experiments.evaluation_key(plain, None)),
+                                     {**result, "metrics": metrics, "shared_from": other.table})
+    return found
+
+
 def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test: bool = False,
          retrain: bool = False) -> list[dict]:
     """For every (row, seed), where its result comes from: "cache" (a finished run under
-    .cache/experiments/), "committed" (the table's stored provenance, for the same run id and
-    a fingerprint today's code reproduces) or "train"; with the result when it is at hand."""
+    .cache/experiments/), "committed" (the table's stored provenance, or another table's
+    (`shared_results`), for the same run id and a fingerprint today's code reproduces) or
+    "train"; with the result when it is at hand."""
     from training import experiments
 
-    committed = {} if smoke_test or retrain else committed_results(spec, fidelity)
+    reading = not smoke_test and not retrain
+    committed = committed_results(spec, fidelity) if reading else {}
+    runs = {metrics_file(e, seed, data_dir).parent.parent.name for _, e in pairs for seed in seeds} if reading else set()
+    shared = shared_results(spec, fidelity, runs, data_dir) if reading else {}
     steps = []
     for row, experiment in pairs:
         for seed in seeds:
             step = {"row": row, "experiment": as_run(experiment, smoke_test), "seed": seed, "source": "train"}
-            if not smoke_test and not retrain:
+            if reading:
                 path = metrics_file(experiment, seed, data_dir)
                 run = path.parent.parent.name
                 cached = experiments.read_result(path) if path.exists() else None
                 trained_seed = _with_seed(experiment, seed)
+                stored = committed.get((row, seed, run)) or shared.get(
+                    (run, seed, experiments.evaluation_key(step["experiment"], None)))
                 if cached and not experiments.stale_reason(cached.get("identity"), trained_seed):
                     step.update(source="cache", run=run)
-                elif (row, seed, run) in committed and \
-                        not experiments.stale_reason(committed[row, seed, run]["identity"], trained_seed):
+                elif stored and not experiments.stale_reason(stored["identity"], trained_seed):
                     from training import identity
 
-                    result = committed[row, seed, run]
                     # Verified under today's source: recorded so, and the next run computes nothing.
-                    result["identity"] = {**result["identity"], "source": identity.source_hash()}
+                    result = {**stored, "identity": {**stored["identity"], "source": identity.source_hash()}}
                     step.update(source="committed", result=result, run=run)
             steps.append(step)
     return steps

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -403,3 +404,46 @@ def test_tensorflow_says_whether_onednn_is_off():
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
+
+
+def test_a_training_another_table_committed_is_read_not_trained(output_dir, monkeypatch):
+    # Rows of different tables that train the same model share one run; on a new machine (no
+    # cache) a table reads such seeds from the table that committed them, when that table's
+    # evaluation covers its own (Tab. 4's proxy is Tab. 2's trainings, which Tab. 2 evaluates
+    # at more test resolutions too).  Another evaluation of the same training is trained again.
+    import dataclasses
+    import types
+
+    from training import experiments
+
+    two_steps = tuple((row, dataclasses.replace(e, recipe=dataclasses.replace(e.recipe, steps=2)))
+                      for row, e in SPEC.proxy[:2])
+    first = dataclasses.replace(SPEC, proxy=tuple((row, dataclasses.replace(e, test_ratios=(2.0,)))
+                                                  for row, e in two_steps))
+    second = dataclasses.replace(SPEC, table=4, proxy=tuple((f"same-{row}", e) for row, e in two_steps))
+    third = dataclasses.replace(SPEC, table=8, proxy=tuple(
+        (row, dataclasses.replace(e, eval_crop_fraction=0.5)) for row, e in two_steps))
+    for spec in (first, second, third):
+        monkeypatch.setitem(sys.modules, f"fake_table{spec.table}", types.SimpleNamespace(SPEC=spec))
+    monkeypatch.setattr(runner, "TABLE_MODULES", {s.table: f"fake_table{s.table}" for s in (first, second, third)})
+    monkeypatch.setattr(experiments, "CACHE_DIR", output_dir / "no-cache")
+    monkeypatch.setattr(experiments, "stale_reason", lambda *_: "")
+    monkeypatch.setattr(trained, "preflight", lambda *_, **__: None)
+    monkeypatch.setattr(trained, "announce", lambda *_: None)
+    trained_now = []
+
+    def run(experiment, seed, **_):
+        trained_now.append(seed)
+        return {"seed": seed, "metrics": {"Top-1": 70.0 + seed, "Top-1@2": 60.0 + seed},
+                "identity": {"model": "fixed"}, "seconds": 5.0, "machine": "Some CPU, 2 cores, tensorflow on cpu"}
+
+    monkeypatch.setattr(experiments, "run", run)
+    trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
+    assert len(trained_now) == 6
+    trained_now.clear()
+    read = trained.run_experiments(second, "proxy", (0, 1, 2), progress=False)
+    assert trained_now == []
+    assert [r["metrics"] for r in read["same-resnet50"]] == [{"Top-1": 70.0 + s} for s in (0, 1, 2)]
+    assert {r["shared_from"] for runs in read.values() for r in runs} == {1}
+    trained.run_experiments(third, "proxy", (0, 1, 2), progress=False)
+    assert trained_now == [0, 1, 2] * 2
