@@ -284,14 +284,15 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
 
     reading = not smoke_test and not retrain
     committed = committed_results(spec, fidelity) if reading else {}
-    runs = {metrics_file(e, seed, data_dir).parent.parent.name for _, e in pairs for seed in seeds} if reading else set()
-    shared = shared_results(spec, fidelity, runs, data_dir) if reading else {}
+    # Where each seed's metrics would be (its run id is the folder above): looked up once.
+    files = {(row, seed): metrics_file(e, seed, data_dir) for row, e in pairs for seed in seeds} if reading else {}
+    shared = shared_results(spec, fidelity, {f.parent.parent.name for f in files.values()}, data_dir) if reading else {}
     steps = []
     for row, experiment in pairs:
         for seed in seeds:
             step = {"row": row, "experiment": as_run(experiment, smoke_test), "seed": seed, "source": "train"}
             if reading:
-                path = metrics_file(experiment, seed, data_dir)
+                path = files[row, seed]
                 run = path.parent.parent.name
                 cached = experiments.read_result(path) if path.exists() else None
                 trained_seed = _with_seed(experiment, seed)
