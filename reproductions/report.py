@@ -431,8 +431,12 @@ def _common_description(descriptions: list[str]) -> str:
 
 def _trained_block(n: int, fidelity: str, trained: dict, paper_rows: pd.DataFrame) -> dict:
     df, provenance = trained["df"], trained["provenance"]
-    runs = trained_runs.distinct_runs([r for row_runs in provenance.get("seed_runs", {}).values() for r in row_runs])
-    seconds = [r["seconds"] for r in runs if r.get("seconds") is not None]
+    everything = [r for row_runs in provenance.get("seed_runs", {}).values() for r in row_runs]
+    runs = trained_runs.distinct_runs(everything)
+    # Seeds read from another table's trainings: that table's time, not this one's.
+    read = Counter(str(r["shared_from"]) for r in runs if r.get("shared_from"))
+    own = trained_runs.trained_here(everything)
+    seconds = [r["seconds"] for r in own if r.get("seconds") is not None]
     machines = Counter(r.get("machine") for r in runs if r.get("machine"))
     if not machines and _machine_text(provenance):
         machines[_machine_text(provenance)] = len(runs) or 1
@@ -451,8 +455,9 @@ def _trained_block(n: int, fidelity: str, trained: dict, paper_rows: pd.DataFram
         "scale": provenance.get("proxy_scale") or "", "seeds": ", ".join(map(str, provenance.get("seeds", []))),
         "runs": len(runs), "training": _duration(provenance.get("training_seconds")),
         "per_run": f"{_duration(min(seconds))}\u2013{_duration(max(seconds))}" if seconds else "",
-        "train_only": _duration(sum(r["train_seconds"] for r in runs if r.get("train_seconds") is not None))
-        if any(r.get("train_seconds") is not None for r in runs) else "",
+        "train_only": _duration(sum(r["train_seconds"] for r in own if r.get("train_seconds") is not None))
+        if any(r.get("train_seconds") is not None for r in own) else "",
+        "read": ", ".join(f"{k} read from Tab. {table}'s trainings" for table, k in sorted(read.items())),
         "machines": [f"{m} ({k} runs)" if len(machines) > 1 else m for m, k in machines.items()],
         "commit": provenance.get("commit", ""), "date": provenance.get("date", ""), "trends": trends,
         "previous": previous and {"machine": previous.get("machine"), "date": previous.get("date"),

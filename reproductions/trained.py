@@ -230,7 +230,8 @@ def committed_results(spec: TableSpec, fidelity: str) -> dict[tuple[str, int, st
                               str(run.get("seed")), []),
                           "validation": ((record.get("validation_curves") or {}).get(row) or {}).get(
                               str(run.get("seed")), []),
-                          "model": (record.get("model_counts") or {}).get(row), "committed": True}
+                          "model": (record.get("model_counts") or {}).get(row), "committed": True,
+                          **({"shared_from": run["shared_from"]} if run.get("shared_from") else {})}
                 if experiments.valid_result(result):
                     found[row, result["seed"], run["run"]] = result
     return found
@@ -265,12 +266,14 @@ def shared_results(spec: TableSpec, fidelity: str, runs: set[str], data_dir=None
                 if experiment is None or metrics_file(experiment, seed, data_dir).parent.parent.name != run:
                     continue
                 experiment = as_run(experiment, False)
-                found[run, seed, experiments.evaluation_key(experiment, None)] = {**result, "shared_from": other.table}
+                # The table that trained it: a seed the other table itself read keeps its origin.
+                origin = result.get("shared_from") or other.table
+                found[run, seed, experiments.evaluation_key(experiment, None)] = {**result, "shared_from": origin}
                 if experiment.test_ratios:
                     plain = dataclasses.replace(experiment, test_ratios=())
                     metrics = {k: v for k, v in result["metrics"].items() if "@" not in k}
                     found.setdefault((run, seed, experiments.evaluation_key(plain, None)),
-                                     {**result, "metrics": metrics, "shared_from": other.table})
+                                     {**result, "metrics": metrics, "shared_from": origin})
     return found
 
 
@@ -296,8 +299,8 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
                 run = path.parent.parent.name
                 cached = experiments.read_result(path) if path.exists() else None
                 trained_seed = _with_seed(experiment, seed)
-                stored = committed.get((row, seed, run)) or shared.get(
-                    (run, seed, experiments.evaluation_key(step["experiment"], None)))
+                elsewhere = shared.get((run, seed, experiments.evaluation_key(step["experiment"], None)))
+                stored = committed.get((row, seed, run)) or elsewhere
                 if cached and not experiments.stale_reason(cached.get("identity"), trained_seed):
                     step.update(source="cache", run=run)
                 elif stored and not experiments.stale_reason(stored["identity"], trained_seed):
@@ -306,6 +309,11 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
                     # Verified under today's source: recorded so, and the next run computes nothing.
                     result = {**stored, "identity": {**stored["identity"], "source": identity.source_hash()}}
                     step.update(source="committed", result=result, run=run)
+                # Another table trained this very run (read from its results or found in the
+                # cache): its time is that table's, not this one's (trained_here).
+                origin = (elsewhere or {}).get("shared_from")
+                if step["source"] != "train" and origin and origin != spec.table:
+                    step["shared_from"] = origin
             steps.append(step)
     return steps
 
@@ -358,9 +366,12 @@ def seed_run(result: dict) -> dict:
     and the fingerprint that lets a later run read it instead of training it again."""
     from runtime import machine
 
-    return {"seed": result["seed"], "run": result.get("run"), "seconds": result.get("seconds"),
-            "train_seconds": result.get("train_seconds"), "machine": machine.summary(result.get("machine")),
-            "metrics": result.get("metrics"), "identity": result.get("identity")}
+    entry = {"seed": result["seed"], "run": result.get("run"), "seconds": result.get("seconds"),
+             "train_seconds": result.get("train_seconds"), "machine": machine.summary(result.get("machine")),
+             "metrics": result.get("metrics"), "identity": result.get("identity")}
+    if result.get("shared_from"):  # trained for another table and read from it: its time is that table's
+        entry["shared_from"] = result["shared_from"]
+    return entry
 
 
 def pending_path(spec: TableSpec, fidelity: str):
@@ -451,6 +462,8 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                 # Which training this is: rows that train the same model share one (Tab. 7's
                 # spans 5, 9, 17 at the small scale), and a table's time counts it once.
                 result = {**result, "run": experiments.workdir(_with_seed(experiment, seed), seed, data_dir).parent.name}
+                if step.get("shared_from") and not result.get("shared_from"):
+                    result["shared_from"] = step["shared_from"]
                 results.setdefault(row, []).append(result)
                 if keep and (step["source"] == "train" or (row, seed, result["run"]) not in held):
                     keep_pending(spec, fidelity, row, result)
@@ -676,6 +689,12 @@ def compare_runs(previous: dict, current: dict) -> list[dict]:
     return rows
 
 
+def trained_here(runs: list[dict]) -> list[dict]:
+    """The distinct trainings a table ran itself: not those it read from another table's
+    committed results (`shared_results`), whose time that table already counts."""
+    return [r for r in distinct_runs(runs) if not r.get("shared_from")]
+
+
 def distinct_runs(runs: list[dict]) -> list[dict]:
     """One record per training: rows that train the same model share a run (its "run" id, the
     name of its cache folder, which is keyed by what is trained, seed included); records older
@@ -727,7 +746,7 @@ def run_trained_table(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], da
         seed_runs={row: [seed_run(r) for r in row_runs] for row, row_runs in results.items()},
         # Each row's trained model as the proxy rule builds it (the frontier claims' costs).
         model_counts={row: row_runs[0]["model"] for row, row_runs in results.items() if row_runs[0].get("model")},
-        training_seconds=round(sum(r.get("seconds") or 0 for r in distinct_runs(runs)), 1))
+        training_seconds=round(sum(r.get("seconds") or 0 for r in trained_here(runs)), 1))
     # Panoptic: the three losses apart ([step, semantic, center, offset]) and the metric as
     # training went on ([step, PQ, PQ_Th, PQ_St, mIoU] on the first validation scenes).
     for key, field_name in (("loss_curves", "loss_components"), ("validation_curves", "validation")):

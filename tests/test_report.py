@@ -130,9 +130,11 @@ def write_proxy_table(n: int, results: dict):
         "experiments": {row: e.describe() for row, e in trained.declared(spec, "proxy")},
         "curves": {row: {str(r["seed"]): r.get("curve", []) for r in rr} for row, rr in results.items()},
         "seed_runs": {row: [{"seed": r["seed"], "seconds": r.get("seconds"), "train_seconds": r.get("train_seconds"),
-                             "machine": machine.summary(r.get("machine"))} for r in rr] for row, rr in results.items()},
+                             "machine": machine.summary(r.get("machine")),
+                             **{k: r[k] for k in ("run", "shared_from") if k in r}} for r in rr]
+                      for row, rr in results.items()},
         "model_counts": {row: rr[0]["model"] for row, rr in results.items() if rr[0].get("model")},
-        "training_seconds": round(sum(r.get("seconds") or 0 for r in runs), 1)}
+        "training_seconds": round(sum(r.get("seconds") or 0 for r in trained.trained_here(runs)), 1)}
     runner.write_atomic(runner.TABLES_DIR / f"table{n}.proxy.provenance.json", json.dumps(provenance, indent=1))
 
 
@@ -249,6 +251,28 @@ def test_proxy_cells_are_neutral_with_seeds_on_hover_and_the_facts_of_the_run(tm
     assert "s-trend" not in html
     facts = re.search(r"<b>proxy \(measured\)</b>(.*?)</p>", html, re.S).group(1)
     assert "Fashion-MNIST" in facts and "seeds 0, 1, 2" in facts and "18 runs" in facts and "Test CPU" in facts
+
+
+def test_seeds_read_from_another_tables_trainings_are_named_and_not_timed_again(tmp_path, monkeypatch):
+    # Tab. 2 reads Axial-DeepLab-S seeds from Tab. 6: the facts line says so, and its times
+    # (total, per run, training only) are those of the runs it trained itself.
+    shutil.copytree(runner.TABLES_DIR, tmp_path, dirs_exist_ok=True)
+    monkeypatch.setattr(runner, "TABLES_DIR", tmp_path)
+    from reproductions.table1 import SPEC
+
+    results = fake_results(SPEC, np.random.default_rng(1))
+    rows = list(results)
+    for i, (row, runs) in enumerate(results.items()):
+        for r in runs:
+            r.update(run=f"run-{row}-{r['seed']}", seconds=60.0 if i else 4000.0, train_seconds=50.0 if i else 3000.0)
+            if i == 0:
+                r["shared_from"] = 6
+    write_proxy_table(1, results)
+    facts = re.search(r"<b>proxy \(measured\)</b>(.*?)</p>", report.render(), re.S).group(1)
+    own = 3 * (len(rows) - 1)  # runs of 60 s each: a minute apiece
+    assert f"{3 * len(rows)} runs (3 read from Tab. 6&#39;s trainings, whose time is counted there)" in facts
+    assert f"{own:.1f} min in all (60 s\u201360 s per run, {own * 50 / 60:.1f} min of it training)" in facts
+    assert "67" not in facts and "3000" not in facts  # 4,000 s (67 min) is the other table's
 
 
 def test_stale_and_missing_tables_are_marked(tmp_path, monkeypatch):

@@ -406,11 +406,10 @@ def test_tensorflow_says_whether_onednn_is_off():
     assert out.stdout.split() == ["False", "False", "False"], out.stderr[-2000:]
 
 
-def test_a_training_another_table_committed_is_read_not_trained(output_dir, monkeypatch):
-    # Rows of different tables that train the same model share one run; on a new machine (no
-    # cache) a table reads such seeds from the table that committed them, when that table's
-    # evaluation covers its own (Tab. 4's proxy is Tab. 2's trainings, which Tab. 2 evaluates
-    # at more test resolutions too).  Another evaluation of the same training is trained again.
+def _tables_sharing_trainings(output_dir, monkeypatch):
+    """Three constructed tables whose rows train the same models: the second evaluates as the
+    first does, less its extra test resolution; the third evaluates otherwise.  Training is
+    faked (5 s a run); returns the tables and the list of seeds trained."""
     import dataclasses
     import types
 
@@ -438,6 +437,15 @@ def test_a_training_another_table_committed_is_read_not_trained(output_dir, monk
                 "identity": {"model": "fixed"}, "seconds": 5.0, "machine": "Some CPU, 2 cores, tensorflow on cpu"}
 
     monkeypatch.setattr(experiments, "run", run)
+    return first, second, third, trained_now
+
+
+def test_a_training_another_table_committed_is_read_not_trained(output_dir, monkeypatch):
+    # Rows of different tables that train the same model share one run; on a new machine (no
+    # cache) a table reads such seeds from the table that committed them, when that table's
+    # evaluation covers its own (Tab. 4's proxy is Tab. 2's trainings, which Tab. 2 evaluates
+    # at more test resolutions too).  Another evaluation of the same training is trained again.
+    first, second, third, trained_now = _tables_sharing_trainings(output_dir, monkeypatch)
     trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
     assert len(trained_now) == 6
     trained_now.clear()
@@ -447,3 +455,20 @@ def test_a_training_another_table_committed_is_read_not_trained(output_dir, monk
     assert {r["shared_from"] for runs in read.values() for r in runs} == {1}
     trained.run_experiments(third, "proxy", (0, 1, 2), progress=False)
     assert trained_now == [0, 1, 2] * 2
+
+
+def test_a_table_counts_the_time_of_the_trainings_it_ran_not_those_it_read(output_dir, monkeypatch):
+    # Tab. 2 reads Axial-DeepLab-S seeds 0-4 from Tab. 6: their seconds are Tab. 6's, and
+    # counting them again would overstate what Tab. 2 cost.  The table that trained them keeps
+    # counting them when it is run again, even though the other table now holds them too.
+    first, second, _, trained_now = _tables_sharing_trainings(output_dir, monkeypatch)
+    trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
+    trained.run_trained_table(second, "proxy", (0, 1, 2), progress=False)
+    assert len(trained_now) == 6  # the first table's trainings only
+    read = json.loads((output_dir / "tables" / "table4.proxy.provenance.json").read_text())
+    assert {r.get("shared_from") for runs in read["seed_runs"].values() for r in runs} == {1}
+    assert read["training_seconds"] == 0
+    trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
+    ran = json.loads((output_dir / "tables" / "table1.proxy.provenance.json").read_text())
+    assert ran["training_seconds"] == 30.0  # 6 runs of 5 s
+    assert not any(r.get("shared_from") for runs in ran["seed_runs"].values() for r in runs)
