@@ -267,7 +267,7 @@ def shared_results(spec: TableSpec, fidelity: str, runs: set[str], data_dir=None
                     continue
                 experiment = as_run(experiment, False)
                 # The table that trained it: a seed the other table itself read keeps its origin.
-                origin = result.get("shared_from") or other.table
+                origin = int(result.get("shared_from") or other.table)
                 found[run, seed, experiments.evaluation_key(experiment, None)] = {**result, "shared_from": origin}
                 if experiment.test_ratios:
                     plain = dataclasses.replace(experiment, test_ratios=())
@@ -299,8 +299,9 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
                 run = path.parent.parent.name
                 cached = experiments.read_result(path) if path.exists() else None
                 trained_seed = _with_seed(experiment, seed)
+                own = committed.get((row, seed, run))
                 elsewhere = shared.get((run, seed, experiments.evaluation_key(step["experiment"], None)))
-                stored = committed.get((row, seed, run)) or elsewhere
+                stored = own or elsewhere
                 if cached and not experiments.stale_reason(cached.get("identity"), trained_seed):
                     step.update(source="cache", run=run)
                 elif stored and not experiments.stale_reason(stored["identity"], trained_seed):
@@ -309,11 +310,13 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
                     # Verified under today's source: recorded so, and the next run computes nothing.
                     result = {**stored, "identity": {**stored["identity"], "source": identity.source_hash()}}
                     step.update(source="committed", result=result, run=run)
-                # Another table trained this very run (read from its results or found in the
-                # cache): its time is that table's, not this one's (trained_here).
-                origin = (elsewhere or {}).get("shared_from")
-                if step["source"] != "train" and origin and origin != spec.table:
-                    step["shared_from"] = origin
+                # Whose training this is, so that its time is counted once (trained_here): the
+                # table's own record says (it names the table it read the seed from, if any);
+                # a seed it holds no record of but another table does is that table's.
+                record = stored if step["source"] == "committed" else own or elsewhere
+                origin = (record or {}).get("shared_from") if step["source"] != "train" else None
+                if origin is not None and int(origin) != spec.table:
+                    step["shared_from"] = int(origin)
             steps.append(step)
     return steps
 
@@ -462,7 +465,8 @@ def run_experiments(spec: TableSpec, fidelity: str, seeds: tuple[int, ...], data
                 # Which training this is: rows that train the same model share one (Tab. 7's
                 # spans 5, 9, 17 at the small scale), and a table's time counts it once.
                 result = {**result, "run": experiments.workdir(_with_seed(experiment, seed), seed, data_dir).parent.name}
-                if step.get("shared_from") and not result.get("shared_from"):
+                result.pop("shared_from", None)  # the plan decided whose training it is
+                if step.get("shared_from"):
                     result["shared_from"] = step["shared_from"]
                 results.setdefault(row, []).append(result)
                 if keep and (step["source"] == "train" or (row, seed, result["run"]) not in held):

@@ -1,8 +1,10 @@
 """The training fidelities' table: mean and std over seeds, trend comparison with the paper."""
 
+import dataclasses
 import json
 import re
 import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -472,3 +474,54 @@ def test_a_table_counts_the_time_of_the_trainings_it_ran_not_those_it_read(outpu
     ran = json.loads((output_dir / "tables" / "table1.proxy.provenance.json").read_text())
     assert ran["training_seconds"] == 30.0  # 6 runs of 5 s
     assert not any(r.get("shared_from") for runs in ran["seed_runs"].values() for r in runs)
+
+
+def test_a_cached_training_is_the_table_s_that_committed_it_first(output_dir, monkeypatch):
+    # On the machine that trained them, a second table finds the first table's seeds in the
+    # cache (the same evaluation): they are the first table's, and stay so when the first table
+    # is run again (its own record says it trained them).
+    first, _, _, trained_now = _tables_sharing_trainings(output_dir, monkeypatch)
+    from training import experiments
+
+    faked = experiments.run
+
+    def run_and_cache(experiment, seed, **kwargs):
+        path = trained.metrics_file(experiment, seed)
+        if path.exists():
+            return json.loads(path.read_text())
+        result = faked(experiment, seed, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(experiments, "run", run_and_cache)
+    same = dataclasses.replace(first, table=4, proxy=tuple((f"same-{row}", e) for row, e in first.proxy))
+    monkeypatch.setitem(sys.modules, "fake_table4", types.SimpleNamespace(SPEC=same))
+    trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
+    trained.run_trained_table(same, "proxy", (0, 1, 2), progress=False)
+    assert len(trained_now) == 6
+    steps = trained.plan(same, "proxy", same.proxy, (0, 1, 2))
+    assert {s["source"] for s in steps} == {"cache"} and {s.get("shared_from") for s in steps} == {1}
+    second_path = output_dir / "tables" / "table4.proxy.provenance.json"
+    second = json.loads(second_path.read_text())
+    assert second["training_seconds"] == 0
+
+    def second_says(origin):
+        marked = {row: [{k: v for k, v in r.items() if k != "shared_from"} | ({"shared_from": origin} if origin else {})
+                        for r in runs] for row, runs in second["seed_runs"].items()}
+        second_path.write_text(json.dumps({**second, "seed_runs": marked}))
+
+    def first_counts_its_own_time():
+        trained.run_trained_table(first, "proxy", (0, 1, 2), progress=False)
+        assert not any(s.get("shared_from") for s in trained.plan(first, "proxy", first.proxy, (0, 1, 2)))
+        ran = json.loads((output_dir / "tables" / "table1.proxy.provenance.json").read_text())
+        assert ran["training_seconds"] == 30.0
+
+    # The second table's record does not say where its seeds came from (written before seeds
+    # kept it): the first table's own record, which does not name another, decides.
+    second_says(None)
+    first_counts_its_own_time()
+    # Without its own record, the first table takes the second's word, the number as JSON text.
+    (output_dir / "tables" / "table1.proxy.provenance.json").unlink()
+    second_says("1")
+    first_counts_its_own_time()
