@@ -328,17 +328,27 @@ def _with_seed(experiment, seed: int):
 
 
 def estimate_seconds(spec: TableSpec, fidelity: str, steps: list[dict]) -> float | None:
-    """About how long the runs to train take: each row's committed seconds per run, else the
-    table's median; None when the table has no timed run."""
+    """About how long the runs to train take: each row's median seconds per run, from its seeds
+    finished under the configuration being run (the pending file) when it has some, else from
+    the written table times the median ratio of the two over the rows that have both (a
+    re-designed table's runs can take twice its written ones); a row with neither takes the
+    median of all.  None when nothing is timed."""
     import statistics
 
-    record = runner.load_provenance(runner.ROOT / "tables" / f"{output_stem(spec, fidelity)}.provenance.json") or {}
-    times = {row: [r.get("seconds") for r in runs if isinstance(r, dict) and r.get("seconds")]
-             for row, runs in (record.get("seed_runs") or {}).items() if isinstance(runs, list)}
-    every = [t for ts in times.values() for t in ts]
-    if not every:
+    def times(seed_runs) -> dict[str, float]:
+        return {row: statistics.median(ts) for row, runs in seed_runs.items() if isinstance(runs, list)
+                if (ts := [r["seconds"] for r in runs if isinstance(r, dict) and r.get("seconds")])}
+
+    stem = output_stem(spec, fidelity)
+    record = runner.load_provenance(runner.ROOT / "tables" / f"{stem}.provenance.json") or {}
+    written, today = times(record.get("seed_runs") or {}), times(
+        runner.load_provenance(runner.ROOT / "tables" / f"{stem}.pending.json") or {})
+    pace = statistics.median([today[row] / written[row] for row in today.keys() & written.keys()] or [1.0])
+    known = {**{row: t * pace for row, t in written.items()}, **today}
+    if not known:
         return None
-    return sum(statistics.median(times.get(s["row"]) or every) for s in steps if s["source"] == "train")
+    every = statistics.median(known.values())
+    return sum(known.get(s["row"], every) for s in steps if s["source"] == "train")
 
 
 def announce(spec: TableSpec, fidelity: str, steps: list[dict], smoke_test: bool) -> None:

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+import statistics
 import sys
 import types
 
@@ -88,6 +89,22 @@ def test_full_fidelity_compares_values():
     df, _ = trained.build_trained_table(SPEC, "full", results)
     row = df[df["row"] == "resnet50"].iloc[0]
     assert row["status"] == "match" and row["delta"] == "+0.0000"
+
+
+def test_the_time_estimate_prefers_the_seeds_finished_under_todays_configuration(tmp_path, monkeypatch):
+    # A re-designed table's written times (version 1) can be far from today's runs: a row's
+    # pending seeds, when it has some, say how long its next runs take.
+    (tmp_path / "tables").mkdir()
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    written = {"seed_runs": {"resnet50": [{"seed": 0, "seconds": 100.0}], "stand-alone": [{"seed": 0, "seconds": 50.0}]}}
+    (tmp_path / "tables" / "table1.proxy.provenance.json").write_text(json.dumps(written))
+    steps = [{"row": row, "source": "train"} for row in ("resnet50", "stand-alone", "other")]
+    assert trained.estimate_seconds(SPEC, "proxy", steps) == 100 + 50 + 75
+    pending = {"resnet50": [{"seed": 1, "seconds": 400.0}, {"seed": 2, "seconds": 600.0}]}
+    (tmp_path / "tables" / "table1.proxy.pending.json").write_text(json.dumps(pending))
+    # ResNet-50 now takes 5 times its written time: so will the stand-alone row.
+    assert trained.estimate_seconds(SPEC, "proxy", steps) == 500 + 250 + statistics.median([500, 250])
+    assert trained.estimate_seconds(SPEC, "proxy", [{"row": "resnet50", "source": "cache"}]) == 0
 
 
 def test_a_run_logged_to_a_file_prints_a_line_per_run(monkeypatch, capsys, tmp_path):
