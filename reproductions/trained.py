@@ -313,8 +313,7 @@ def plan(spec: TableSpec, fidelity: str, pairs, seeds, data_dir=None, smoke_test
                 # Whose training this is, so that its time is counted once (trained_here): the
                 # table's own record says (it names the table it read the seed from, if any);
                 # a seed it holds no record of but another table does is that table's.
-                record = stored if step["source"] == "committed" else own or elsewhere
-                origin = (record or {}).get("shared_from") if step["source"] != "train" else None
+                origin = (stored or {}).get("shared_from") if step["source"] != "train" else None
                 if origin is not None and int(origin) != spec.table:
                     step["shared_from"] = int(origin)
             steps.append(step)

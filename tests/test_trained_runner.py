@@ -429,9 +429,6 @@ def _tables_sharing_trainings(output_dir, monkeypatch):
     """Three constructed tables whose rows train the same models: the second evaluates as the
     first does, less its extra test resolution; the third evaluates otherwise.  Training is
     faked (5 s a run); returns the tables and the list of seeds trained."""
-    import dataclasses
-    import types
-
     from training import experiments
 
     two_steps = tuple((row, dataclasses.replace(e, recipe=dataclasses.replace(e.recipe, steps=2)))
