@@ -483,7 +483,8 @@ class Trend:
         shown = ", ".join(f"{t['levels'][0]:g}" + (f" (= {', '.join(f'{lv:g}' for lv in t['levels'][1:])}: "
                                                      "one training)" if len(t["levels"]) > 1 else "")
                           for t in trainings)
-        note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} distinct trainings, permutation p"
+        note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} distinct models "
+                f"({sum(len(g) for g in groups)} seed values), permutation p"
                 + (f"; run ids unknown (no provenance) for {', '.join(unknown)}: taken as distinct trainings"
                    if unknown else ""))
         why = (m.declared_not_measurable(self.cells_)
