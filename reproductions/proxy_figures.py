@@ -25,6 +25,7 @@ span_ablation_proxy.png, scale_stress_proxy.png and table<N>_proxy_curves.png.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -232,7 +233,7 @@ def learning_curves(provenance: dict, labels: dict[str, str]):
             metric_ax.tick_params(labelsize=5, colors="C1")
             if ax in axes[:, -1] or row == list(curves)[-1]:
                 metric_ax.set_ylabel("validation PQ", fontsize=6, color="C1")
-        ax.set_title(labels.get(row, row), fontsize=7)
+        ax.set_title(textwrap.fill(labels.get(row, row), 26), fontsize=7)  # a panel is 1.6 in wide
         ax.tick_params(labelsize=6)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(curves):]:
@@ -245,9 +246,12 @@ def learning_curves(provenance: dict, labels: dict[str, str]):
     return fig
 
 
-def panel_titles(paper_rows: pd.DataFrame) -> dict[str, str]:
-    """A row's name in the paper, or its row id where the paper gives several rows one name
-    (Tab. 7's spans, Tab. 8's output strides)."""
+def panel_titles(paper_rows: pd.DataFrame, drawn) -> dict[str, str]:
+    """The drawn rows' names in the paper, or the row id where the paper gives several drawn rows
+    one name (Tab. 7's spans, Tab. 8's output strides). Rows not drawn do not count: X-71 shares
+    its name with its multi-scale row, which the proxy does not train."""
+    paper_rows = paper_rows.drop_duplicates("row")
+    paper_rows = paper_rows[paper_rows["row"].isin(list(drawn))]
     repeated = paper_rows["label"].duplicated(keep=False)
     return {r.row: r.row if again else r.label for r, again in zip(paper_rows.itertuples(), repeated)}
 
@@ -265,7 +269,7 @@ def draw_all() -> list[Path]:
     written = []
     for table in range(1, 10):
         df, provenance = load_proxy(table)
-        labels = panel_titles(runner.load_reported(table).drop_duplicates("row"))
+        labels = panel_titles(runner.load_reported(table), provenance.get("curves", {}))
         written.append(_save_or_remove(learning_curves(provenance, labels) if df is not None else None,
                                        curves_name(table)))
     t9, p9 = load_proxy(9)

@@ -343,6 +343,14 @@ def test_the_scale_stress_figure_draws_l_s_advantage_in_points_with_its_standard
     assert se == pytest.approx((4 / 3 + 1 / 4) ** 0.5)
 
 
+def test_learning_curve_panels_take_the_paper_s_name_unless_two_drawn_rows_share_it():
+    paper = pd.DataFrame({"row": ["x71", "x71", "x71-ms", "span5", "span65", "l"],
+                          "label": ["Panoptic-DeepLab", "Panoptic-DeepLab", "Panoptic-DeepLab", "Axial-L", "Axial-L",
+                                    "Axial-DeepLab-L"]})
+    titles = proxy_figures.panel_titles(paper, ["x71", "span5", "span65", "l"])
+    assert titles == {"x71": "Panoptic-DeepLab", "span5": "span5", "span65": "span65", "l": "Axial-DeepLab-L"}
+
+
 # --- a real browser ---------------------------------------------------------------------------------
 
 PROBE = """<script>
