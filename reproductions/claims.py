@@ -483,12 +483,12 @@ class Trend:
         shown = ", ".join(f"{t['levels'][0]:g}" + (f" (= {', '.join(f'{lv:g}' for lv in t['levels'][1:])}: "
                                                      "one training)" if len(t["levels"]) > 1 else "")
                           for t in trainings)
-        note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} distinct models "
+        note = (f"{self.cells_[0].metric} against {shown}, over {len(trainings)} rows that are distinct trainings "
                 f"({sum(len(g) for g in groups)} seed values), permutation p"
                 + (f"; run ids unknown (no provenance) for {', '.join(unknown)}: taken as distinct trainings"
                    if unknown else ""))
         why = (m.declared_not_measurable(self.cells_)
-               or ("not measurable: fewer than two distinct trainings" if len(trainings) < 2
+               or ("not measurable: fewer than two rows that are distinct trainings" if len(trainings) < 2
                    else not_measurable(groups)))
         if why:
             return Result(m.fidelity, unit="Kendall tau", note=note, not_measurable=why)

@@ -230,9 +230,9 @@ def test_a_trend_counts_each_training_once():
     once = test.evaluate(Measurements(keyed, runs=runs), np.random.default_rng(0))
     levels = [5] * 3 + [33] * 3 + [65] * 3
     assert once.effect == pytest.approx(kendalltau(levels, shared + values[rows[3]] + values[rows[4]]).statistic)
-    assert "5 (= 9, 17: one training), 33, 65, over 3 distinct models (9 seed values)" in once.note
+    assert "5 (= 9, 17: one training), 33, 65, over 3 rows that are distinct trainings (9 seed values)" in once.note
     thrice = test.evaluate(Measurements(keyed), np.random.default_rng(0))  # no provenance: rows taken as distinct
-    assert "over 5 distinct models" in thrice.note and "taken as distinct trainings" in thrice.note
+    assert "over 5 rows that are distinct trainings" in thrice.note and "taken as distinct trainings" in thrice.note
     assert thrice.effect != pytest.approx(once.effect)
 
 

@@ -334,13 +334,17 @@ def test_proxy_figures_are_drawn_for_the_proxies_that_ran_and_say_so_for_the_oth
 
 
 def test_the_scale_stress_figure_draws_l_s_advantage_in_points_with_its_standard_error():
-    """X-71 ends near 0 PQ at 4x, where a relative gain over it is unbounded: the figure draws the
+    """X-71 ends near 1 PQ at 2-4x, where a relative gain over it means nothing: the figure draws the
     difference in points, as F4-scale tests it, with Welch's standard error of that difference."""
     l_row = {"measured": "30", "std": "2", "values": "28;30;32"}
     x71 = {"measured": "0.5", "std": "1", "values": "0;0;0;2"}
     difference, se = proxy_figures.advantage(l_row, x71)
     assert difference == pytest.approx(29.5)
     assert se == pytest.approx((4 / 3 + 1 / 4) ** 0.5)
+    older = {"measured": "0.5", "std": "1", "values": "", "seeds": "0,1,2,3"}  # written before `values`
+    assert proxy_figures.advantage(l_row, older)[1] == pytest.approx((4 / 3 + 1 / 4) ** 0.5)
+    one_seed = {"measured": "0.5", "std": "0", "values": "0.5"}
+    assert np.isnan(proxy_figures.advantage(l_row, one_seed)[1])
 
 
 def test_learning_curve_panels_take_the_paper_s_name_unless_two_drawn_rows_share_it():
