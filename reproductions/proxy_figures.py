@@ -194,7 +194,7 @@ def scale_stress(df: pd.DataFrame):
         means = [_point(pq, r, line, f"C{i}", label=label if r == min(cells[row]) else None)
                  for r, line in cells[row].items()]
         pq.plot(list(cells[row]), means, "-", color=f"C{i}", lw=1)
-    a, b = (cells.get(row, {}) for row in SCALE_STRESS_ROWS)
+    a, b = cells.values()
     shared = [r for r in a if r in b]
     differences = [advantage(a[r], b[r]) for r in shared]
     gain.errorbar(shared, [d for d, _ in differences], yerr=[se for _, se in differences], fmt="o-", color="C2",
@@ -273,17 +273,17 @@ def _save_or_remove(fig, name: str) -> Path | None:
 def draw_all() -> list[Path]:
     """Every proxy figure that tables/ has data for (report.write() calls it before rendering)."""
     written = []
-    for table in range(1, 10):
-        df, provenance = load_proxy(table)
+    proxies = {table: load_proxy(table) for table in range(1, 10)}  # read once: Tab. 2's provenance is large
+    for table, (df, provenance) in proxies.items():
         labels = panel_titles(runner.load_reported(table), provenance.get("curves", {}))
         written.append(_save_or_remove(learning_curves(provenance, labels) if df is not None else None,
                                        curves_name(table)))
-    t9, p9 = load_proxy(9)
+    t9, p9 = proxies[9]
     written.append(_save_or_remove(figure3(t9, p9) if t9 is not None and p9.get("model_counts") else None,
                                    FIGURE3))
-    t7, p7 = load_proxy(7)
+    t7, p7 = proxies[7]
     written.append(_save_or_remove(span(t7, p7.get("proxy_scale") or "small") if t7 is not None else None, SPAN))
-    t2, _ = load_proxy(2)
+    t2, _ = proxies[2]
     has_ratios = t2 is not None and any(len(scale_stress_ratios(t2, row)) > 1 for row in SCALE_STRESS_ROWS)
     written.append(_save_or_remove(scale_stress(t2) if has_ratios else None, SCALE_STRESS))
     return [path for path in written if path]
